@@ -1,0 +1,176 @@
+"""orchestrator: Dagster-style ops and jobs, run in-process, in subprocesses or on Celery
+workers, with tag concurrency limits that hold across runs (enforced in Redis).
+
+Everything a job file needs is importable from here, under Dagster's names.
+"""
+
+from orchestrator.definitions.config import (
+    Config,
+    ConfigMapping,
+    Field,
+    Noneable,
+    RunConfig,
+    config_mapping,
+)
+from orchestrator.definitions.definitions import Definitions
+from orchestrator.definitions.graph import GraphDefinition, graph
+from orchestrator.definitions.hooks import HookContext, HookDefinition, failure_hook, success_hook
+from orchestrator.definitions.io import GraphIn, GraphOut, In, Nothing, Out, Output
+from orchestrator.definitions.job import JobDefinition, job
+from orchestrator.definitions.loggers import (
+    InitLoggerContext,
+    LoggerDefinition,
+    colored_console_logger,
+    logger,
+)
+from orchestrator.definitions.op import OpDefinition, op
+from orchestrator.definitions.partitions import (
+    DailyPartitionsDefinition,
+    PartitionedConfig,
+    PartitionsDefinition,
+    StaticPartitionsDefinition,
+    daily_partitioned_config,
+    static_partitioned_config,
+)
+from orchestrator.definitions.reconstruct import (
+    JobPointer,
+    ReconstructableJob,
+    build_reconstructable_job,
+    reconstructable,
+)
+from orchestrator.definitions.resources import (
+    ConfigurableResource,
+    InitResourceContext,
+    ResourceDefinition,
+    build_init_resource_context,
+    resource,
+)
+from orchestrator.definitions.retry import Backoff, Jitter, RetryPolicy
+from orchestrator.errors import (
+    ConfigError,
+    Failure,
+    MissingInputError,
+    OrchestratorError,
+    ReconstructionError,
+    ResourceNotFoundError,
+    RetryRequested,
+    RunFailedError,
+    SelectionError,
+    UserCodeError,
+)
+from orchestrator.execution.api import execute_job
+from orchestrator.execution.context import OpExecutionContext, build_op_context
+from orchestrator.execution.events import Event, EventType
+from orchestrator.execution.result import ExecuteInProcessResult, ExecuteJobResult
+from orchestrator.executors.base import ExecutorDefinition
+from orchestrator.executors.definitions import (
+    in_process_executor,
+    multi_or_in_process_executor,
+    multiprocess_executor,
+)
+from orchestrator.storage.base import Instance, RunRecord, RunsFilter, RunStatus
+from orchestrator.storage.io_managers import (
+    InputContext,
+    IOManager,
+    IOManagerDefinition,
+    OutputContext,
+    fs_io_manager,
+    io_manager,
+    mem_io_manager,
+)
+
+# Dagster-compatible aliases.
+DagsterEvent = Event
+DagsterEventType = EventType
+DagsterRun = RunRecord
+DagsterRunStatus = RunStatus
+DagsterInstance = Instance
+AssetExecutionContext = OpExecutionContext
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AssetExecutionContext",
+    "Backoff",
+    "Config",
+    "ConfigError",
+    "ConfigMapping",
+    "ConfigurableResource",
+    "DagsterEvent",
+    "DagsterEventType",
+    "DagsterInstance",
+    "DagsterRun",
+    "DagsterRunStatus",
+    "DailyPartitionsDefinition",
+    "Definitions",
+    "Event",
+    "EventType",
+    "ExecuteInProcessResult",
+    "ExecuteJobResult",
+    "ExecutorDefinition",
+    "Failure",
+    "Field",
+    "GraphDefinition",
+    "GraphIn",
+    "GraphOut",
+    "HookContext",
+    "HookDefinition",
+    "IOManager",
+    "IOManagerDefinition",
+    "In",
+    "InitLoggerContext",
+    "InitResourceContext",
+    "InputContext",
+    "Instance",
+    "Jitter",
+    "JobDefinition",
+    "JobPointer",
+    "LoggerDefinition",
+    "MissingInputError",
+    "Noneable",
+    "Nothing",
+    "OpDefinition",
+    "OpExecutionContext",
+    "OrchestratorError",
+    "Out",
+    "Output",
+    "OutputContext",
+    "PartitionedConfig",
+    "PartitionsDefinition",
+    "ReconstructableJob",
+    "ReconstructionError",
+    "ResourceDefinition",
+    "ResourceNotFoundError",
+    "RetryPolicy",
+    "RetryRequested",
+    "RunConfig",
+    "RunFailedError",
+    "RunRecord",
+    "RunStatus",
+    "RunsFilter",
+    "SelectionError",
+    "StaticPartitionsDefinition",
+    "UserCodeError",
+    "build_init_resource_context",
+    "build_op_context",
+    "build_reconstructable_job",
+    "colored_console_logger",
+    "config_mapping",
+    "daily_partitioned_config",
+    "execute_job",
+    "failure_hook",
+    "fs_io_manager",
+    "graph",
+    "in_process_executor",
+    "io_manager",
+    "job",
+    "logger",
+    "mem_io_manager",
+    "multi_or_in_process_executor",
+    "multiprocess_executor",
+    "op",
+    "reconstructable",
+    "resource",
+    "static_partitioned_config",
+    "success_hook",
+]

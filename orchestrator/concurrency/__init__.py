@@ -1,0 +1,1 @@
+"""Concurrency limits: per-run counting and the cross-run limiter in Redis."""

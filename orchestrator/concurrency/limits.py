@@ -1,0 +1,182 @@
+"""Slot arbitration: the interface the execution loop asks before it launches a step, and the
+pure in-memory arbiter for per-run limits (``max_concurrent`` and ``tag_concurrency_limits``).
+
+An arbiter answers a request at once ("granted") or later ("pending"): a later grant is picked
+up by the loop from :meth:`SlotArbiter.granted`. The cross-run arbiter in Redis answers the
+same way, asynchronously.
+
+Fairness: waiters are ranked by priority (higher first), then arrival. A waiter is granted when
+every tag limit it needs has room *and* no higher-ranked waiter is queued on any of those
+limits, so a step needing several limits is never starved by a stream of single-limit steps.
+``max_concurrent`` is only a capacity, not a queue, so a step held back by a tag limit never
+blocks untagged steps.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from orchestrator.concurrency.config import TagConcurrencyLimit
+
+
+@dataclass(frozen=True)
+class SlotRequest:
+    """A step attempt asking to run."""
+
+    attempt_id: str
+    run_id: str
+    step_key: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    priority: int = 0
+
+
+class SlotArbiter(ABC):
+    """Decides when a step attempt may start."""
+
+    @abstractmethod
+    def request(self, req: SlotRequest) -> bool:
+        """Ask for slots. True: granted now. False: pending; the grant shows up in
+        :meth:`granted` later."""
+
+    @abstractmethod
+    def release(self, attempt_id: str) -> None:
+        """Free the attempt's slots, or withdraw its pending request. Unknown ids are ignored."""
+
+    @abstractmethod
+    def granted(self) -> list[str]:
+        """Attempt ids granted since the last call (pending requests that became granted)."""
+
+    def describe_wait(self, attempt_id: str) -> str:
+        """Why an attempt is waiting (limit and holders), for the run's event log."""
+        return "waiting for a concurrency slot"
+
+    def close(self) -> None:
+        """Release resources (connections); slots are released by ``release``."""
+
+
+class UnlimitedArbiter(SlotArbiter):
+    """Grants everything at once (in-process execution runs one step at a time anyway)."""
+
+    def request(self, req: SlotRequest) -> bool:
+        return True
+
+    def release(self, attempt_id: str) -> None:
+        return None
+
+    def granted(self) -> list[str]:
+        return []
+
+
+@dataclass
+class _Waiter:
+    req: SlotRequest
+    buckets: tuple[str, ...]
+    rank: tuple[int, int]
+
+
+class LocalArbiter(SlotArbiter):
+    """Per-run limits counted in memory.
+
+    Args:
+        limits: tag concurrency limits (key, key=value, per unique value).
+        max_concurrent: at most this many attempts at once (None or 0: no cap).
+    """
+
+    def __init__(self, limits: Sequence[TagConcurrencyLimit] = (),
+                 max_concurrent: int | None = None):
+        self.limits = list(limits)
+        self.max_concurrent = max_concurrent or None
+        self._caps = {self._cap_name(lim): lim.limit for lim in self.limits}
+        self._counts: Counter[str] = Counter()
+        self._held: dict[str, tuple[str, ...]] = {}
+        self._waiting: dict[str, _Waiter] = {}
+        self._arrivals = 0
+        self._newly_granted: list[str] = []
+
+    @staticmethod
+    def _cap_name(lim: TagConcurrencyLimit) -> str:
+        if lim.per_unique_value:
+            return f"{lim.key}=*"
+        return f"{lim.key}={lim.value}" if isinstance(lim.value, str) else lim.key
+
+    def _cap(self, bucket: str) -> int:
+        if "=*" in bucket:
+            return self._caps[bucket.split("=*", 1)[0] + "=*"]
+        return self._caps[bucket]
+
+    def buckets_for(self, tags: Mapping[str, str]) -> tuple[str, ...]:
+        """The limit counters a step with ``tags`` charges."""
+        out = []
+        for lim in self.limits:
+            bucket = lim.bucket_for(tags)
+            if bucket is not None and bucket not in out:
+                out.append(bucket)
+        return tuple(out)
+
+    def request(self, req: SlotRequest) -> bool:
+        if req.attempt_id in self._held:
+            return True
+        self._arrivals += 1
+        waiter = _Waiter(req, self.buckets_for(req.tags), (-req.priority, self._arrivals))
+        self._waiting[req.attempt_id] = waiter
+        self._admit()
+        if req.attempt_id in self._held:
+            self._newly_granted.remove(req.attempt_id)
+            return True
+        return False
+
+    def release(self, attempt_id: str) -> None:
+        if self._waiting.pop(attempt_id, None) is not None:
+            self._admit()
+            return
+        buckets = self._held.pop(attempt_id, None)
+        if buckets is None:
+            return
+        for b in buckets:
+            self._counts[b] -= 1
+        self._counts["*total*"] -= 1
+        self._admit()
+
+    def granted(self) -> list[str]:
+        out, self._newly_granted = self._newly_granted, []
+        return out
+
+    def _admit(self) -> None:
+        blocked: set[str] = set()
+        for waiter in sorted(self._waiting.values(), key=lambda w: w.rank):
+            if self.max_concurrent and self._counts["*total*"] >= self.max_concurrent:
+                return
+            buckets = waiter.buckets
+            if blocked.intersection(buckets) or any(
+                self._counts[b] >= self._cap(b) for b in buckets
+            ):
+                blocked.update(buckets)  # it is first in line on these limits
+                continue
+            for b in buckets:
+                self._counts[b] += 1
+            self._counts["*total*"] += 1
+            del self._waiting[waiter.req.attempt_id]
+            self._held[waiter.req.attempt_id] = buckets
+            self._newly_granted.append(waiter.req.attempt_id)
+
+    def describe_wait(self, attempt_id: str) -> str:
+        waiter = self._waiting.get(attempt_id)
+        if waiter is None:
+            return "not waiting"
+        full = [b for b in waiter.buckets if self._counts[b] >= self._cap(b)]
+        if full:
+            parts = []
+            for b in full:
+                holders = [a for a, bs in self._held.items() if b in bs]
+                parts.append(f"{b} (limit {self._cap(b)}, held by {', '.join(holders)})")
+            return "waiting for a concurrency slot of tag limit " + "; ".join(parts)
+        if self.max_concurrent and self._counts["*total*"] >= self.max_concurrent:
+            return f"waiting for one of max_concurrent={self.max_concurrent} slots"
+        return "waiting behind higher-priority steps for the same tag limit"
+
+    @property
+    def in_use(self) -> int:
+        return len(self._held)

@@ -1,0 +1,1 @@
+"""Definitions: ops, graphs, jobs, config, resources, hooks, partitions, pointers."""

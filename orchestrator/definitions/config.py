@@ -1,0 +1,344 @@
+"""Config: ``Config`` classes, ``Field`` dict schemas, ``RunConfig``, and config mappings.
+
+Every config schema becomes a :class:`ConfigSchema`, which validates a raw (JSON-like) value and
+reports problems as ``(path, message)`` pairs so that an error can name the exact place that is
+wrong, e.g. ``ops.do_something.config.config_param``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Optional, Union, get_args, get_origin
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, TypeAdapter
+
+from orchestrator.errors import ConfigError, DefinitionError
+
+Problems = list[tuple[str, str]]
+
+
+class Config(BaseModel):
+    """Base class of typed op and resource config (a pydantic model that rejects unknown keys)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_NOTSET: Any = object()
+
+
+class Field:
+    """One entry of a dict ``config_schema``.
+
+    Args:
+        config: the value's type (``int``, ``str``, ``list[str]``, a nested dict schema, ...).
+        default_value: used when the key is absent (makes the entry optional).
+        is_required: False makes the entry optional with ``None`` as its value.
+        description: shown in docs and errors.
+    """
+
+    def __init__(
+        self,
+        config: Any,
+        default_value: Any = _NOTSET,
+        is_required: bool | None = None,
+        description: str | None = None,
+    ):
+        self.config_type = config
+        self.default_value = default_value
+        self.description = description
+        if is_required is None:
+            is_required = default_value is _NOTSET
+        if is_required and default_value is not _NOTSET:
+            raise DefinitionError("Field: a field with a default_value cannot be is_required=True")
+        self.is_required = is_required
+
+
+class Noneable:
+    """A config type that also accepts ``None``: ``Noneable(int)``."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+
+
+def _annotation_for(schema: Any, name: str) -> Any:
+    """Turn a dict-schema entry into a pydantic annotation."""
+    if isinstance(schema, Noneable):
+        return Optional[_annotation_for(schema.inner, name)]  # noqa: UP045
+    if isinstance(schema, dict):
+        return _model_for_dict(schema, name)
+    if isinstance(schema, list) and len(schema) == 1:
+        return list[_annotation_for(schema[0], name)]  # type: ignore[misc]
+    if schema is None:
+        return Any
+    return schema
+
+
+def _model_for_dict(schema: Mapping[str, Any], name: str) -> type[BaseModel]:
+    fields: dict[str, Any] = {}
+    for key, entry in schema.items():
+        if isinstance(entry, Field):
+            annotation = _annotation_for(entry.config_type, f"{name}_{key}")
+            if entry.default_value is not _NOTSET:
+                default = entry.default_value
+            elif entry.is_required:
+                default = ...
+            else:
+                annotation, default = Optional[annotation], None  # noqa: UP045
+            fields[key] = (annotation, pydantic.Field(default, description=entry.description))
+        else:
+            fields[key] = (_annotation_for(entry, f"{name}_{key}"), ...)
+    return pydantic.create_model(  # type: ignore[call-overload,no-any-return]
+        f"{name}_config", __config__=ConfigDict(extra="forbid", strict=True), **fields
+    )
+
+
+@dataclass(frozen=True)
+class ConfigSchema:
+    """A validated form of any accepted config schema.
+
+    ``model`` is set for ``Config`` classes and dict schemas; ``adapter`` for plain types.
+    ``user_class`` is True when the op receives an instance of the user's ``Config`` class.
+    """
+
+    model: type[BaseModel] | None
+    adapter: TypeAdapter[Any] | None
+    user_class: bool
+    default: Any = _NOTSET
+
+    @property
+    def requires_value(self) -> bool:
+        """True when the schema has required entries and no default."""
+        if self.default is not _NOTSET:
+            return False
+        if self.model is not None:
+            return any(f.is_required() for f in self.model.model_fields.values())
+        return True
+
+    def validate(self, value: Any, path: str) -> tuple[Any, Problems]:
+        """Validate a raw value. Returns (value for the op, problems); the value is the user's
+        ``Config`` instance, a plain dict for dict schemas, or the plain value."""
+        if value is None and self.default is not _NOTSET:
+            value = self.default
+        if isinstance(value, BaseModel):
+            value = value.model_dump()
+        try:
+            if self.model is not None:
+                if value is None:
+                    value = {}
+                if not isinstance(value, Mapping):
+                    return None, [(path, f"expected a mapping, got {type(value).__name__}")]
+                obj = self.model.model_validate(value)
+                return (obj if self.user_class else obj.model_dump()), []
+            assert self.adapter is not None
+            return self.adapter.validate_python(value), []
+        except pydantic.ValidationError as exc:
+            return None, pydantic_problems(exc, path, self.model)
+
+    def to_json(self, value: Any) -> Any:
+        """The JSON form of a validated value (what plans and messages carry)."""
+        if isinstance(value, BaseModel):
+            return value.model_dump(mode="json")
+        return value
+
+
+def as_config_schema(schema: Any, name: str = "op") -> ConfigSchema | None:
+    """Build a :class:`ConfigSchema` from a ``Config`` class, a dict schema, a ``Field`` or a type.
+
+    Raises:
+        DefinitionError: the schema is not one of the accepted forms.
+    """
+    if schema is None:
+        return None
+    if isinstance(schema, ConfigSchema):
+        return schema
+    if inspect.isclass(schema) and issubclass(schema, BaseModel):
+        return ConfigSchema(model=schema, adapter=None, user_class=True)
+    if isinstance(schema, Mapping):
+        return ConfigSchema(model=_model_for_dict(schema, name), adapter=None, user_class=False)
+    if isinstance(schema, Field):
+        inner = as_config_schema(schema.config_type, name)
+        assert inner is not None
+        default = schema.default_value if schema.default_value is not _NOTSET else _NOTSET
+        if not schema.is_required and default is _NOTSET:
+            default = None
+        return ConfigSchema(inner.model, inner.adapter, inner.user_class, default)
+    try:
+        return ConfigSchema(model=None, adapter=TypeAdapter(_annotation_for(schema, name)),
+                            user_class=False)
+    except (TypeError, pydantic.PydanticSchemaGenerationError) as exc:
+        raise DefinitionError(f"{name}: unsupported config schema {schema!r}: {exc}") from exc
+
+
+def _model_at(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    for part in loc:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return None
+        annotation = model.model_fields[part].annotation
+        candidates = [annotation, *get_args(annotation)]
+        model = next(
+            (c for c in candidates if inspect.isclass(c) and issubclass(c, BaseModel)), None
+        )
+    return model
+
+
+def pydantic_problems(
+    exc: pydantic.ValidationError, path: str, model: type[BaseModel] | None = None
+) -> Problems:
+    """Convert a pydantic ValidationError into (path, message) pairs with readable messages."""
+    problems: Problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        full = ".".join([path, *(str(p) for p in loc)]) if loc else path
+        kind = err["type"]
+        if kind == "missing":
+            msg = "missing required config value"
+        elif kind == "extra_forbidden":
+            parent = _model_at(model, loc[:-1])
+            allowed = sorted(parent.model_fields) if parent else []
+            msg = "unknown config key" + (
+                f"; expected one of: {', '.join(allowed)}" if allowed else ""
+            )
+        else:
+            msg = f"{err['msg']} (got {err.get('input')!r})"
+        problems.append((full, msg))
+    return problems
+
+
+def to_plain(value: Any) -> Any:
+    """Deep-convert ``Config`` instances (and ``RunConfig``) inside a value into plain dicts."""
+    if isinstance(value, RunConfig):
+        return value.to_dict()
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, Mapping):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    return value
+
+
+def _node_config(value: Any) -> Any:
+    # RunConfig(ops={"x": XConfig(...)}) means {"x": {"config": {...}}}.
+    if isinstance(value, BaseModel):
+        return {"config": value.model_dump(mode="json")}
+    if isinstance(value, Mapping):
+        return {
+            k: ({kk: _node_config(vv) for kk, vv in v.items()} if k == "ops" else to_plain(v))
+            for k, v in value.items()
+        }
+    return to_plain(value)
+
+
+class RunConfig:
+    """Run config as Python objects; equivalent to the raw dict form.
+
+    Args:
+        ops: op name -> its ``Config`` instance or raw ``{"config": ..., "inputs": ...}`` dict.
+        resources: resource key -> its config (a ``Config``/resource instance or a raw dict).
+        execution: executor config, e.g. ``{"config": {"in_process": {}}}``.
+        loggers: logger name -> ``{"config": ...}``.
+    """
+
+    def __init__(
+        self,
+        ops: Mapping[str, Any] | None = None,
+        resources: Mapping[str, Any] | None = None,
+        execution: Mapping[str, Any] | None = None,
+        loggers: Mapping[str, Any] | None = None,
+    ):
+        self.ops = dict(ops or {})
+        self.resources = dict(resources or {})
+        self.execution = dict(execution or {})
+        self.loggers = dict(loggers or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The raw dict form of this run config."""
+        out: dict[str, Any] = {}
+        if self.ops:
+            out["ops"] = {k: _node_config(v) for k, v in self.ops.items()}
+        if self.resources:
+            out["resources"] = {k: _node_config(v) for k, v in self.resources.items()}
+        if self.execution:
+            out["execution"] = to_plain(self.execution)
+        if self.loggers:
+            out["loggers"] = to_plain(self.loggers)
+        return out
+
+    def __repr__(self) -> str:
+        return f"RunConfig({self.to_dict()!r})"
+
+
+def run_config_to_dict(run_config: RunConfig | Mapping[str, Any] | None) -> dict[str, Any]:
+    """Normalize a ``RunConfig``, raw dict or None into the raw dict form."""
+    if run_config is None:
+        return {}
+    if isinstance(run_config, RunConfig):
+        return run_config.to_dict()
+    if not isinstance(run_config, Mapping):
+        raise ConfigError([("<root>", f"run config must be a mapping, got {type(run_config)}")])
+    out = dict(run_config)
+    if "ops" in out and isinstance(out["ops"], Mapping):
+        out["ops"] = {k: _node_config(v) for k, v in out["ops"].items()}
+    if "resources" in out and isinstance(out["resources"], Mapping):
+        out["resources"] = {k: _node_config(v) for k, v in out["resources"].items()}
+    return to_plain(out)  # type: ignore[no-any-return]
+
+
+class ConfigMapping:
+    """Exposes a narrower config interface for a job and maps it onto full run config.
+
+    Args:
+        config_fn: takes the validated outer config and returns run config (dict or RunConfig).
+        config_schema: schema of the outer config (a ``Config`` class, dict schema or type).
+    """
+
+    def __init__(self, config_fn: Callable[[Any], Any], config_schema: Any = None):
+        self.config_fn = config_fn
+        self.config_schema = as_config_schema(config_schema, "config_mapping")
+
+    def resolve(self, outer: Any) -> dict[str, Any]:
+        """Validate the outer config and return the full run config it maps to.
+
+        Raises:
+            ConfigError: the outer config is invalid.
+            UserCodeError: the mapping function raised.
+        """
+        from orchestrator.execution.user_code import user_code_boundary
+
+        value = outer
+        if self.config_schema is not None:
+            value, problems = self.config_schema.validate(outer, "config")
+            if problems:
+                raise ConfigError(problems, heading="Invalid config for the job's config mapping")
+        with user_code_boundary("config mapping function"):
+            mapped = self.config_fn(value)
+        return run_config_to_dict(mapped)
+
+
+def config_mapping(
+    fn: Callable[[Any], Any] | None = None, *, config_schema: Any = None
+) -> Any:
+    """Decorator making a :class:`ConfigMapping`; the schema defaults to the parameter's
+    ``Config`` annotation."""
+
+    def wrap(f: Callable[[Any], Any]) -> ConfigMapping:
+        schema = config_schema
+        if schema is None:
+            params = list(inspect.signature(f).parameters.values())
+            if params and params[0].annotation is not inspect.Parameter.empty:
+                annotation = params[0].annotation
+                if isinstance(annotation, str):
+                    annotation = f.__globals__.get(annotation, annotation)
+                if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+                    schema = annotation
+        return ConfigMapping(f, schema)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def is_optional(annotation: Any) -> bool:
+    """True for ``Optional[X]`` annotations."""
+    return get_origin(annotation) is Union and type(None) in get_args(annotation)

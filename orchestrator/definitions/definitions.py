@@ -1,0 +1,78 @@
+"""``Definitions``: the jobs (and shared resources, executor, loggers) of a code location."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.definitions.job import JobDefinition
+from orchestrator.definitions.loggers import LoggerDefinition
+from orchestrator.errors import CodeLocationError, DefinitionError, did_you_mean
+
+if TYPE_CHECKING:
+    from orchestrator.executors.base import ExecutorDefinition
+
+
+class Definitions:
+    """Everything a code location offers to the CLI, the workers and the coordinator.
+
+    Args:
+        jobs: the jobs.
+        resources: resources given to every job that does not define the same key itself.
+        executor: executor of jobs that do not specify one.
+        loggers: loggers of jobs that do not specify their own.
+
+    Raises:
+        DefinitionError: two jobs share a name.
+    """
+
+    def __init__(
+        self,
+        jobs: Iterable[JobDefinition] | None = None,
+        resources: Mapping[str, Any] | None = None,
+        executor: ExecutorDefinition | None = None,
+        loggers: Mapping[str, LoggerDefinition] | None = None,
+    ):
+        self.resources = dict(resources or {})
+        self.executor = executor
+        self.loggers = dict(loggers) if loggers else None
+        self._jobs: dict[str, JobDefinition] = {}
+        for job in jobs or ():
+            if not isinstance(job, JobDefinition):
+                raise DefinitionError(f"Definitions(jobs=...) takes JobDefinitions, got {job!r}")
+            if job.name in self._jobs:
+                raise DefinitionError(f"Definitions: two jobs are named {job.name!r}")
+            self._jobs[job.name] = job
+        self._resolved: dict[str, JobDefinition] = {}
+
+    @property
+    def job_names(self) -> list[str]:
+        return list(self._jobs)
+
+    def has_job(self, name: str) -> bool:
+        return name in self._jobs
+
+    def get_job_def(self, name: str) -> JobDefinition:
+        """The job named ``name`` with this location's resources, executor and loggers applied.
+
+        Raises:
+            CodeLocationError: no such job (the message lists the closest names).
+        """
+        if name not in self._resolved:
+            if name not in self._jobs:
+                raise CodeLocationError(
+                    f"no job named {name!r} in these definitions (jobs: "
+                    f"{', '.join(self._jobs) or 'none'}).{did_you_mean(name, self._jobs)}"
+                )
+            job = self._jobs[name]
+            if self.resources:
+                job = job.with_top_level_resources(self.resources)
+            if self.executor is not None and not job.has_specified_executor:
+                job = job.with_executor_def(self.executor)
+            if self.loggers is not None and not job.has_specified_loggers:
+                job = job.with_logger_defs(self.loggers)
+            self._resolved[name] = job
+        return self._resolved[name]
+
+    def get_all_job_defs(self) -> list[JobDefinition]:
+        return [self.get_job_def(n) for n in self._jobs]

@@ -1,0 +1,296 @@
+"""``@graph`` and ``GraphDefinition``: ops (and graphs) wired into a DAG by calling them.
+
+A graph body runs once, at decoration time, under a *composition*: every op or graph called in
+it adds a node, and the values it passes around are references to node outputs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import threading
+from collections import namedtuple
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.definitions.hooks import HookDefinition
+from orchestrator.definitions.io import DEFAULT_OUTPUT, In, Out
+from orchestrator.definitions.op import OpDefinition, PendingInvocation, normalize_tags
+from orchestrator.definitions.retry import RetryPolicy
+from orchestrator.errors import DefinitionError
+
+# -- references a composition passes around ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeOutputRef:
+    """An output of a sibling node in the same graph."""
+
+    node: str
+    output: str
+
+
+@dataclass(frozen=True)
+class GraphInputRef:
+    """An input of the enclosing graph."""
+
+    name: str
+
+
+Connection = NodeOutputRef | GraphInputRef | tuple[NodeOutputRef | GraphInputRef, ...]
+
+
+@dataclass(frozen=True)
+class Node:
+    """One invocation of an op or graph inside a graph."""
+
+    name: str
+    definition: Any  # OpDefinition | GraphDefinition
+    inputs: Mapping[str, Connection]
+    tags: Mapping[str, str] = field(default_factory=dict)
+    hook_defs: frozenset[HookDefinition] = frozenset()
+    retry_policy: RetryPolicy | None = None
+
+
+class _InvokedOutput:
+    """What calling a node in a composition returns for one of its outputs."""
+
+    def __init__(self, composition: _Composition, ref: NodeOutputRef | GraphInputRef):
+        self.composition = composition
+        self.ref = ref
+
+    def __repr__(self) -> str:
+        return f"<output {self.ref}>"
+
+
+# -- the composition ---------------------------------------------------------------------------
+
+_local = threading.local()
+
+
+def current_composition() -> _Composition | None:
+    """The composition of the graph body being evaluated on this thread, if any."""
+    stack = getattr(_local, "stack", None)
+    return stack[-1] if stack else None
+
+
+class _Composition:
+    def __init__(self, graph_name: str):
+        self.graph_name = graph_name
+        self.nodes: dict[str, Node] = {}
+        self._counts: dict[str, int] = {}
+
+    def _node_name(self, invocation: PendingInvocation) -> str:
+        if invocation.given_alias:
+            if invocation.given_alias in self.nodes:
+                raise DefinitionError(
+                    f"graph {self.graph_name!r}: two nodes are named "
+                    f"{invocation.given_alias!r}; give each alias a unique name"
+                )
+            return invocation.given_alias
+        base = invocation.node_def.name
+        count = self._counts.get(base, 0)
+        while True:
+            count += 1
+            candidate = base if count == 1 else f"{base}_{count}"
+            if candidate not in self.nodes:
+                self._counts[base] = count
+                return candidate
+
+    def _connection(self, node: str, input_name: str, value: Any) -> Connection:
+        if isinstance(value, _InvokedOutput):
+            if value.composition is not self:
+                raise DefinitionError(
+                    f"graph {self.graph_name!r}: input {input_name!r} of {node!r} receives an "
+                    "output from another graph body"
+                )
+            return value.ref
+        if isinstance(value, list | tuple) and value and all(
+            isinstance(v, _InvokedOutput) for v in value
+        ):
+            return tuple(self._connection(node, input_name, v) for v in value)  # type: ignore[misc]
+        raise DefinitionError(
+            f"graph {self.graph_name!r}: input {input_name!r} of {node!r} must be the output of "
+            f"another op or graph (or a list of them), got {value!r}. Constant values go in run "
+            "config ('inputs') or input_values."
+        )
+
+    def invoke(self, invocation: PendingInvocation, args: Sequence[Any],
+               kwargs: Mapping[str, Any]) -> Any:
+        definition = invocation.node_def
+        name = self._node_name(invocation)
+        input_names = (
+            list(definition.input_params) if isinstance(definition, OpDefinition)
+            else list(definition.input_defs)
+        )
+        if isinstance(definition, OpDefinition):
+            input_names += [n for n in definition.ins if n not in input_names]
+        if len(args) > len(input_names):
+            raise DefinitionError(
+                f"{name!r} takes inputs {input_names} but was called with {len(args)} arguments"
+            )
+        given = dict(zip(input_names, args, strict=False))
+        for key, value in kwargs.items():
+            if key not in input_names:
+                raise DefinitionError(
+                    f"{name!r} has no input named {key!r}; its inputs are {input_names}"
+                )
+            if key in given:
+                raise DefinitionError(f"{name!r}: input {key!r} given twice")
+            given[key] = value
+        inputs = {k: self._connection(name, k, v) for k, v in given.items()}
+        self.nodes[name] = Node(
+            name=name,
+            definition=definition,
+            inputs=inputs,
+            tags=dict(invocation.tags),
+            hook_defs=invocation.hook_defs,
+            retry_policy=invocation.retry_policy,
+        )
+        outputs = list(definition.output_names)
+        handles = [_InvokedOutput(self, NodeOutputRef(name, o)) for o in outputs]
+        if len(handles) == 1:
+            return handles[0]
+        if not handles:
+            return None
+        return namedtuple(f"{definition.name}_outputs", outputs)(*handles)  # type: ignore[misc]
+
+
+def compose(name: str, fn: Callable[..., Any], input_names: Sequence[str]) -> tuple[
+    dict[str, Node], Any, _Composition
+]:
+    """Evaluate a graph body; returns its nodes, its return value and the composition."""
+    composition = _Composition(name)
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    stack.append(composition)
+    try:
+        args = [_InvokedOutput(composition, GraphInputRef(n)) for n in input_names]
+        returned = fn(*args)
+    finally:
+        stack.pop()
+    return composition.nodes, returned, composition
+
+
+# -- the graph ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class GraphDefinition:
+    """A DAG of op and graph invocations. Build jobs from it with :meth:`to_job`."""
+
+    name: str
+    nodes: Mapping[str, Node]
+    input_defs: Mapping[str, In] = field(default_factory=dict)
+    output_mappings: Mapping[str, NodeOutputRef | GraphInputRef] = field(default_factory=dict)
+    output_defs: Mapping[str, Out] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    description: str | None = None
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self.output_defs)
+
+    @property
+    def node_names(self) -> list[str]:
+        return list(self.nodes)
+
+    def alias(self, name: str) -> PendingInvocation:
+        return PendingInvocation(self).alias(name)
+
+    def tag(self, tags: Mapping[str, Any]) -> PendingInvocation:
+        return PendingInvocation(self).tag(tags)
+
+    def with_hooks(self, hooks: Any) -> PendingInvocation:
+        return PendingInvocation(self).with_hooks(hooks)
+
+    def with_retry_policy(self, policy: RetryPolicy) -> PendingInvocation:
+        return PendingInvocation(self).with_retry_policy(policy)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        composition = current_composition()
+        if composition is None:
+            raise DefinitionError(
+                f"graph {self.name!r} can only be called inside a @job or @graph body; "
+                f"to run it, use {self.name}.to_job().execute_in_process()"
+            )
+        return composition.invoke(PendingInvocation(self), args, kwargs)
+
+    def to_job(self, name: str | None = None, **kwargs: Any) -> Any:
+        """Bind this graph to resources, config, executor and the rest into a JobDefinition.
+
+        Takes the same keyword arguments as ``@job``.
+        """
+        from orchestrator.definitions.job import JobDefinition
+
+        job = JobDefinition(graph_def=self, name=name or self.name, **kwargs)
+        # Remember the calling module so reconstructable(job) can find the job object there.
+        job._defined_in = (sys._getframe(1).f_globals.get("__name__", ""), "")
+        return job
+
+    def execute_in_process(self, **kwargs: Any) -> Any:
+        """Shortcut for ``to_job().execute_in_process(...)``."""
+        return self.to_job().execute_in_process(**kwargs)
+
+
+def _output_mappings(
+    name: str, returned: Any, out: Mapping[str, Out] | Out | None, composition: _Composition
+) -> tuple[dict[str, NodeOutputRef | GraphInputRef], dict[str, Out]]:
+    def ref(value: Any, what: str) -> NodeOutputRef | GraphInputRef:
+        if not isinstance(value, _InvokedOutput) or value.composition is not composition:
+            raise DefinitionError(
+                f"graph {name!r}: {what} must be the output of an op or graph called in its "
+                f"body, got {value!r}"
+            )
+        return value.ref
+
+    if returned is None:
+        return {}, {}
+    if isinstance(returned, _InvokedOutput):
+        out_def = out if isinstance(out, Out) else Out()
+        return {DEFAULT_OUTPUT: ref(returned, "the returned value")}, {DEFAULT_OUTPUT: out_def}
+    if isinstance(returned, Mapping):
+        outs = dict(out) if isinstance(out, Mapping) else {k: Out() for k in returned}
+        return {k: ref(v, f"output {k!r}") for k, v in returned.items()}, outs
+    if isinstance(returned, tuple) and isinstance(out, Mapping) and len(out) == len(returned):
+        mapped = {k: ref(v, f"output {k!r}") for k, v in zip(out, returned, strict=True)}
+        return mapped, dict(out)
+    raise DefinitionError(
+        f"graph {name!r} returned {returned!r}; return one op output, a dict of them, or a tuple "
+        "matching out={...}"
+    )
+
+
+def graph(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    ins: Mapping[str, In] | None = None,
+    out: Mapping[str, Out] | Out | None = None,
+    tags: Mapping[str, Any] | None = None,
+) -> Any:
+    """Decorator building a :class:`GraphDefinition` from a function that calls ops and graphs.
+
+    The function's parameters become the graph's inputs; what it returns becomes its outputs.
+    """
+
+    def wrap(f: Callable[..., Any]) -> GraphDefinition:
+        graph_name = name or f.__name__
+        params = list(inspect.signature(f).parameters)
+        nodes, returned, composition = compose(graph_name, f, params)
+        mappings, out_defs = _output_mappings(graph_name, returned, out, composition)
+        input_defs = {p: (ins or {}).get(p) or In() for p in params}
+        return GraphDefinition(
+            name=graph_name,
+            nodes=nodes,
+            input_defs=input_defs,
+            output_mappings=mappings,
+            output_defs=out_defs,
+            tags=normalize_tags(tags),
+            description=description or inspect.getdoc(f),
+        )
+
+    return wrap(fn) if fn is not None else wrap

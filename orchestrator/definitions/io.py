@@ -1,0 +1,89 @@
+"""Input and output declarations of ops and graphs: ``In``, ``Out``, ``Output`` and ``Nothing``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class _NothingType:
+    """Marker type for inputs/outputs that carry ordering only, no data (Dagster's ``Nothing``)."""
+
+    def __repr__(self) -> str:
+        return "Nothing"
+
+
+Nothing: Any = _NothingType()
+
+_NO_DEFAULT: Any = object()
+
+
+@dataclass(frozen=True)
+class In:
+    """Declares an op input.
+
+    Args:
+        dagster_type: the expected Python type, ``Nothing`` for an order-only dependency, or None.
+        description: shown in docs and the CLI.
+        default_value: used when nothing else provides the input.
+        metadata: free-form information.
+    """
+
+    dagster_type: Any = None
+    description: str | None = None
+    default_value: Any = _NO_DEFAULT
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_nothing(self) -> bool:
+        return self.dagster_type is Nothing
+
+    @property
+    def has_default(self) -> bool:
+        return self.default_value is not _NO_DEFAULT
+
+
+@dataclass(frozen=True)
+class Out:
+    """Declares an op output.
+
+    Args:
+        dagster_type: the expected Python type, ``Nothing``, or None.
+        description: shown in docs and the CLI.
+        is_required: when False the op may skip the output; steps that need it are then skipped.
+        io_manager_key: the resource key of the IO manager that stores this output.
+        metadata: free-form information.
+    """
+
+    dagster_type: Any = None
+    description: str | None = None
+    is_required: bool = True
+    io_manager_key: str = "io_manager"
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_nothing(self) -> bool:
+        return self.dagster_type is Nothing
+
+
+GraphOut = Out
+GraphIn = In
+
+
+@dataclass(frozen=True)
+class Output:
+    """A value an op returns or yields for one named output.
+
+    Args:
+        value: the output's value.
+        output_name: which output; defaults to ``result``.
+        metadata: JSON-serializable details recorded on the output event.
+    """
+
+    value: Any
+    output_name: str = "result"
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+DEFAULT_OUTPUT = "result"

@@ -1,0 +1,70 @@
+"""Loggers: ``@logger``, ``LoggerDefinition`` and the default console logger."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.definitions.config import ConfigSchema, Field, as_config_schema
+
+
+@dataclass
+class InitLoggerContext:
+    """What a logger function receives: its validated config and the run's identity."""
+
+    logger_config: Any
+    run_id: str | None = None
+    job_name: str | None = None
+
+
+class LoggerDefinition:
+    """Builds a ``logging.Logger`` for a run from config.
+
+    Args:
+        logger_fn: called with an ``InitLoggerContext``; returns a ``logging.Logger``.
+        config_schema: schema of the logger's config.
+        description: shown in docs.
+    """
+
+    def __init__(
+        self,
+        logger_fn: Callable[[InitLoggerContext], logging.Logger],
+        config_schema: Any = None,
+        description: str | None = None,
+    ):
+        self.logger_fn = logger_fn
+        self.config_schema: ConfigSchema | None = as_config_schema(config_schema, "logger")
+        self.description = description
+
+
+def logger(
+    fn: Callable[..., Any] | None = None, *, config_schema: Any = None,
+    description: str | None = None,
+) -> Any:
+    """Decorator turning ``fn(init_context) -> logging.Logger`` into a ``LoggerDefinition``."""
+
+    def wrap(f: Callable[..., Any]) -> LoggerDefinition:
+        return LoggerDefinition(f, config_schema, description or f.__doc__)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def _console(init_context: InitLoggerContext) -> logging.Logger:
+    cfg = init_context.logger_config or {}
+    log = logging.getLogger(cfg.get("name", "orchestrator"))
+    log.setLevel(cfg.get("log_level", "INFO").upper())
+    return log
+
+
+colored_console_logger = LoggerDefinition(
+    _console,
+    config_schema={
+        "log_level": Field(str, default_value="INFO"),
+        "name": Field(str, default_value="orchestrator"),
+    },
+    description="Logs to Python's logging under the given name and level.",
+)
+
+default_loggers: dict[str, LoggerDefinition] = {"console": colored_console_logger}

@@ -1,0 +1,273 @@
+"""``@op`` and ``OpDefinition``: a Python function with declared inputs, outputs, config and
+resources."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from orchestrator.definitions.config import ConfigSchema, as_config_schema
+from orchestrator.definitions.hooks import HookDefinition
+from orchestrator.definitions.io import DEFAULT_OUTPUT, In, Out
+from orchestrator.definitions.resources import ConfigurableResource
+from orchestrator.definitions.retry import RetryPolicy
+from orchestrator.errors import DefinitionError
+
+if TYPE_CHECKING:
+    from orchestrator.definitions.graph import GraphDefinition
+
+NodeDefinition = "OpDefinition | GraphDefinition"
+
+
+def _resolve_annotation(fn: Callable[..., Any], annotation: Any) -> Any:
+    if isinstance(annotation, str):
+        try:
+            return eval(annotation, fn.__globals__)  # annotations under `from __future__`
+        except Exception:
+            return annotation
+    return annotation
+
+
+def _is_context_param(name: str, annotation: Any) -> bool:
+    if name in ("context", "_context", "_", "ctx"):
+        return True
+    return getattr(annotation, "__name__", "") in ("OpExecutionContext", "AssetExecutionContext")
+
+
+@dataclass(frozen=True)
+class _Signature:
+    takes_context: bool
+    config_param: str | None
+    config_class: Any
+    resource_params: dict[str, str]
+    input_params: list[str]
+    annotations: dict[str, Any]
+
+
+def _inspect_fn(fn: Callable[..., Any]) -> _Signature:
+    params = list(inspect.signature(fn).parameters.values())
+    takes_context = False
+    if params:
+        first = params[0]
+        if _is_context_param(first.name, _resolve_annotation(fn, first.annotation)):
+            takes_context = True
+            params = params[1:]
+    config_param, config_class = None, None
+    resource_params: dict[str, str] = {}
+    input_params: list[str] = []
+    annotations: dict[str, Any] = {}
+    for p in params:
+        if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            raise DefinitionError(f"op function {fn.__name__!r}: *args/**kwargs are not supported")
+        ann = _resolve_annotation(fn, p.annotation)
+        if inspect.isclass(ann) and issubclass(ann, ConfigurableResource):
+            resource_params[p.name] = p.name
+        elif p.name == "config" or (
+            inspect.isclass(ann) and issubclass(ann, BaseModel) and config_param is None
+        ):
+            config_param, config_class = p.name, ann
+        else:
+            input_params.append(p.name)
+            if ann is not inspect.Parameter.empty:
+                annotations[p.name] = ann
+    return _Signature(
+        takes_context, config_param, config_class, resource_params, input_params, annotations
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class OpDefinition:
+    """An op: the unit of computation of a job.
+
+    Use the ``@op`` decorator rather than building one by hand. Calling an op inside a ``@job``
+    or ``@graph`` body adds an invocation of it; calling it anywhere else runs the function
+    directly (handy in unit tests).
+    """
+
+    name: str
+    compute_fn: Callable[..., Any]
+    ins: Mapping[str, In]
+    outs: Mapping[str, Out]
+    config_schema: ConfigSchema | None = None
+    required_resource_keys: frozenset[str] = frozenset()
+    resource_params: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    retry_policy: RetryPolicy | None = None
+    description: str | None = None
+    takes_context: bool = False
+    config_param: str | None = None
+    input_params: tuple[str, ...] = ()
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.ins)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self.outs)
+
+    @property
+    def all_resource_keys(self) -> frozenset[str]:
+        """Every resource key the op needs, including IO managers of its outputs."""
+        io_keys = {o.io_manager_key for o in self.outs.values() if not o.is_nothing}
+        return self.required_resource_keys | set(self.resource_params.values()) | io_keys
+
+    # -- invocation helpers (each returns a pending invocation usable in a composition) --------
+
+    def alias(self, name: str) -> PendingInvocation:
+        """Invoke this op under another node name."""
+        return PendingInvocation(self).alias(name)
+
+    def tag(self, tags: Mapping[str, Any]) -> PendingInvocation:
+        """Invoke this op with extra tags."""
+        return PendingInvocation(self).tag(tags)
+
+    def with_hooks(self, hooks: Any) -> PendingInvocation:
+        """Invoke this op with hooks attached."""
+        return PendingInvocation(self).with_hooks(hooks)
+
+    def with_retry_policy(self, policy: RetryPolicy) -> PendingInvocation:
+        """Invoke this op with a retry policy of its own."""
+        return PendingInvocation(self).with_retry_policy(policy)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from orchestrator.definitions.graph import current_composition
+
+        composition = current_composition()
+        if composition is not None:
+            return composition.invoke(PendingInvocation(self), args, kwargs)
+        return self.compute_fn(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class PendingInvocation:
+    """A node definition plus per-invocation settings (alias, tags, hooks, retry policy)."""
+
+    node_def: Any  # OpDefinition | GraphDefinition
+    given_alias: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    hook_defs: frozenset[HookDefinition] = frozenset()
+    retry_policy: RetryPolicy | None = None
+
+    def alias(self, name: str) -> PendingInvocation:
+        return replace(self, given_alias=name)
+
+    def tag(self, tags: Mapping[str, Any]) -> PendingInvocation:
+        return replace(self, tags={**self.tags, **normalize_tags(tags)})
+
+    def with_hooks(self, hooks: Any) -> PendingInvocation:
+        return replace(self, hook_defs=self.hook_defs | frozenset(hooks))
+
+    def with_retry_policy(self, policy: RetryPolicy) -> PendingInvocation:
+        return replace(self, retry_policy=policy)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from orchestrator.definitions.graph import current_composition
+
+        composition = current_composition()
+        if composition is None:
+            raise DefinitionError(
+                f"{self.node_def.name!r} with alias/tags/hooks can only be called inside the "
+                "body of a @job or @graph"
+            )
+        return composition.invoke(self, args, kwargs)
+
+
+def normalize_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
+    """Tags are strings; other values are stored as JSON (as Dagster does)."""
+    import json
+
+    out: dict[str, str] = {}
+    for k, v in (tags or {}).items():
+        out[str(k)] = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+    return out
+
+
+def _normalize_outs(out: Out | Mapping[str, Out] | None) -> dict[str, Out]:
+    if out is None:
+        return {DEFAULT_OUTPUT: Out()}
+    if isinstance(out, Out):
+        return {DEFAULT_OUTPUT: out}
+    if isinstance(out, Mapping):
+        for name, o in out.items():
+            if not isinstance(o, Out):
+                raise DefinitionError(f"out[{name!r}] must be an Out(...), got {o!r}")
+        return dict(out)
+    raise DefinitionError(f"out must be an Out or a dict of Out, got {out!r}")
+
+
+def op(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    ins: Mapping[str, In] | None = None,
+    out: Out | Mapping[str, Out] | None = None,
+    config_schema: Any = None,
+    required_resource_keys: set[str] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    retry_policy: RetryPolicy | None = None,
+    description: str | None = None,
+) -> Any:
+    """Decorator that turns a function into an :class:`OpDefinition`.
+
+    The function may take ``context`` first, then its inputs by name, a ``config`` parameter
+    annotated with a ``Config`` subclass, and resource parameters annotated with
+    ``ConfigurableResource`` subclasses.
+
+    Args:
+        name: the op's name (default: the function's name).
+        ins: input declarations (``In``) keyed by parameter name.
+        out: one ``Out`` or a dict of named ``Out`` for several outputs.
+        config_schema: dict schema, type or ``Config`` class for ``context.op_config``.
+        required_resource_keys: resources reached through ``context.resources``.
+        tags: string tags (other values are stored as JSON).
+        retry_policy: how failures are retried.
+        description: shown in docs (default: the docstring).
+
+    Raises:
+        DefinitionError: inputs, config or outputs are declared inconsistently.
+    """
+
+    def wrap(f: Callable[..., Any]) -> OpDefinition:
+        op_name = name or f.__name__
+        sig = _inspect_fn(f)
+        declared = dict(ins or {})
+        for key in declared:
+            if key not in sig.input_params and not declared[key].is_nothing:
+                raise DefinitionError(
+                    f"op {op_name!r}: ins names {key!r}, which is not a parameter of the function"
+                )
+        all_ins: dict[str, In] = {}
+        for p in sig.input_params:
+            all_ins[p] = declared.get(p) or In(dagster_type=sig.annotations.get(p))
+        for key, value in declared.items():
+            all_ins.setdefault(key, value)
+        schema = config_schema
+        if sig.config_class is not None and inspect.isclass(sig.config_class):
+            if config_schema is not None:
+                raise DefinitionError(
+                    f"op {op_name!r}: give either config_schema or a `config: SomeConfig` "
+                    "parameter, not both"
+                )
+            schema = sig.config_class
+        return OpDefinition(
+            name=op_name,
+            compute_fn=f,
+            ins=all_ins,
+            outs=_normalize_outs(out),
+            config_schema=as_config_schema(schema, op_name),
+            required_resource_keys=frozenset(required_resource_keys or ()),
+            resource_params=sig.resource_params,
+            tags=normalize_tags(tags),
+            retry_policy=retry_policy,
+            description=description or inspect.getdoc(f),
+            takes_context=sig.takes_context,
+            config_param=sig.config_param,
+            input_params=tuple(sig.input_params),
+        )
+
+    return wrap(fn) if fn is not None else wrap

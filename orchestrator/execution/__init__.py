@@ -1,0 +1,1 @@
+"""Execution: the loop (state machine), the step runner, contexts, events and results."""

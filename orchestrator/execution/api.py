@@ -1,0 +1,250 @@
+"""Running jobs from Python: ``execute_in_process`` and ``execute_job``."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.definitions.job import JobDefinition
+from orchestrator.definitions.loggers import InitLoggerContext
+from orchestrator.definitions.op import normalize_tags
+from orchestrator.definitions.resources import ResourceDefinition, as_resource_definitions
+from orchestrator.errors import RunFailedError
+from orchestrator.execution.context import RunContext
+from orchestrator.execution.driver import drive_run
+from orchestrator.execution.loop import ExecutionLoop
+from orchestrator.execution.resource_scope import ResourceScope
+from orchestrator.execution.result import ExecuteInProcessResult
+from orchestrator.executors.base import Executor
+from orchestrator.plan.build import ParentRun, build_plan
+from orchestrator.plan.run_config import ResolvedConfig
+from orchestrator.plan.steps import ExecutionPlan
+from orchestrator.storage.base import Instance, RunRecord, RunStatus
+from orchestrator.storage.io_managers import InputContext, OutputContext, mem_io_manager
+
+PARENT_RUN_TAG = "parent_run_id"
+ROOT_RUN_TAG = "root_run_id"
+
+
+@dataclass
+class PreparedRun:
+    """A planned run, stored as QUEUED, ready to be driven."""
+
+    job: JobDefinition
+    plan: ExecutionPlan
+    resolved: ResolvedConfig
+    record: RunRecord
+    resource_defs: dict[str, ResourceDefinition]
+
+
+def run_tags_for(job: JobDefinition, partition_key: str | None,
+                 tags: Mapping[str, Any] | None) -> dict[str, str]:
+    """Job run tags, then partition tags, then tags given at launch (later ones win)."""
+    out = dict(job.run_tags)
+    if partition_key is not None and job.partitioned_config is not None:
+        out.update(job.partitioned_config.get_tags_for_partition_key(partition_key))
+    out.update(normalize_tags(tags))
+    return out
+
+
+def prepare_run(
+    job: JobDefinition,
+    *,
+    instance: Instance,
+    run_config: Any = None,
+    partition_key: str | None = None,
+    op_selection: Sequence[str] | None = None,
+    input_values: Mapping[str, Any] | None = None,
+    resources: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+    pointer: Mapping[str, Any] | None = None,
+    parent: ParentRun | None = None,
+    in_memory_io: bool = False,
+) -> PreparedRun:
+    """Validate and plan a run and store it as QUEUED. Bad input raises before anything is
+    stored (ConfigError, SelectionError, MissingInputError, ResourceNotFoundError, ...)."""
+    if op_selection:
+        job = job.get_subset(op_selection)
+    resource_defs = {**job.resource_defs, **as_resource_definitions(resources)}
+    if in_memory_io and not job.has_specified_io_manager and "io_manager" not in (resources or {}):
+        resource_defs["io_manager"] = mem_io_manager
+    run_tags = run_tags_for(job, partition_key, tags)
+    if parent is not None:
+        run_tags[PARENT_RUN_TAG] = parent.run_id
+    plan, resolved = build_plan(job, run_config, partition_key, resource_defs, input_values,
+                                run_tags, parent)
+    parent_record = instance.get_run(parent.run_id) if parent else None
+    record = RunRecord(
+        run_id=run_id or str(uuid.uuid4()),
+        job_name=job.name,
+        status=RunStatus.QUEUED,
+        tags=run_tags,
+        run_config=plan.run_config,
+        op_selection=tuple(job.op_selection) if job.op_selection else None,
+        partition_key=partition_key,
+        pointer=pointer,
+        parent_run_id=parent.run_id if parent else None,
+        root_run_id=(parent_record.root_run_id or parent_record.run_id) if parent_record else None,
+    )
+    instance.create_run(record)
+    return PreparedRun(job, plan, resolved, record, resource_defs)
+
+
+def build_loggers(job: JobDefinition, resolved: ResolvedConfig, run_id: str) -> list[logging.Logger]:
+    loggers = []
+    for name, definition in job.loggers.items():
+        ctx = InitLoggerContext(resolved.logger_config.get(name), run_id, job.name)
+        loggers.append(definition.logger_fn(ctx))
+    return loggers
+
+
+def run_prepared(
+    prepared: PreparedRun,
+    executor: Executor,
+    instance: Instance,
+    *,
+    input_values: Mapping[str, Any] | None = None,
+    run_scoped_resources: bool = False,
+) -> tuple[ExecutionLoop, ResourceScope | None]:
+    """Drive a prepared run to its end on ``executor``."""
+    record = prepared.record
+    job = prepared.job
+    scope = (
+        ResourceScope(prepared.resource_defs, prepared.plan.resource_config, record.run_id)
+        if run_scoped_resources else None
+    )
+    ctx = RunContext(
+        run_id=record.run_id,
+        job=job,
+        plan=prepared.plan,
+        run_tags=record.tags,
+        emit=instance.store_event,
+        input_values={**job.input_values, **(input_values or {})},
+        retries_enabled=executor.retries_enabled,
+        resources=scope,
+        loggers=build_loggers(job, prepared.resolved, record.run_id),
+        instance=instance,
+    )
+    loop = drive_run(ctx, executor, instance)
+    return loop, scope
+
+
+def execute_in_process(
+    job: JobDefinition,
+    *,
+    run_config: Any = None,
+    instance: Instance | None = None,
+    partition_key: str | None = None,
+    raise_on_error: bool = True,
+    op_selection: Sequence[str] | None = None,
+    input_values: Mapping[str, Any] | None = None,
+    resources: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+) -> ExecuteInProcessResult:
+    """See :meth:`JobDefinition.execute_in_process`."""
+    from orchestrator.executors.in_process import InProcessExecutor
+
+    instance = instance or Instance.ephemeral()
+    prepared = prepare_run(
+        job, instance=instance, run_config=run_config, partition_key=partition_key,
+        op_selection=op_selection, input_values=input_values, resources=resources, tags=tags,
+        run_id=run_id, in_memory_io=True,
+    )
+    executor = InProcessExecutor()
+    loop, scope = run_prepared(prepared, executor, instance, input_values=input_values,
+                               run_scoped_resources=True)
+    assert scope is not None
+    io_keys = {s.key: {o.name: o.io_manager_key for o in s.outputs} for s in prepared.plan.steps}
+    run_id_ = prepared.record.run_id
+
+    def load(step_key: str, output: str) -> Any:
+        manager = scope.get(io_keys[step_key][output])
+        return manager.load_input(InputContext(output, step_key, run_id_,
+                                               OutputContext(run_id_, step_key, output)))
+
+    result = ExecuteInProcessResult(run_id_, prepared.job.name, instance, load, loop.succeeded,
+                                    _produced(loop))
+    # Teardown runs generator clean-up; built values (the in-memory IO manager holding the
+    # outputs) stay readable for output_for_node.
+    scope.teardown()
+    if raise_on_error and not loop.succeeded:
+        _raise_first_failure(result, executor.outcomes)
+    return result
+
+
+def _produced(loop: ExecutionLoop) -> dict[str, set[str]]:
+    return {k: set(v) for k, v in loop.produced.items()
+            if loop.state[k].value in ("succeeded", "failed")}
+
+
+def _raise_first_failure(result: ExecuteInProcessResult, outcomes: Mapping[str, Any]) -> None:
+    for event in result.get_step_failure_events():
+        outcome = outcomes.get(event.step_key or "")
+        if outcome is not None and outcome.user_exception is not None:
+            raise outcome.user_exception
+        if outcome is not None and outcome.error is not None:
+            raise outcome.error
+    raise RunFailedError(f"run {result.run_id} of job {result.job_name!r} failed")
+
+
+def execute_job(
+    job: Any,
+    instance: Instance | None = None,
+    run_config: Any = None,
+    tags: Mapping[str, Any] | None = None,
+    raise_on_error: bool = False,
+    op_selection: Sequence[str] | None = None,
+    partition_key: str | None = None,
+    run_id: str | None = None,
+) -> ExecuteInProcessResult:
+    """Run a reconstructable job with its own executor (multiprocess, Celery, ...) from Python.
+
+    Args:
+        job: ``reconstructable(my_job)`` (a plain job is made reconstructable if it can be).
+        instance: where the run is stored (default: an ephemeral instance).
+        run_config: run config; replaces the job's default config.
+        tags: extra run tags.
+        raise_on_error: raise when the run fails (the op's exception for in-process runs).
+        op_selection: run only these ops.
+        partition_key: the partition to run.
+        run_id: use this run id instead of a fresh one.
+
+    Returns:
+        The result; ``output_for_node`` reads outputs back through the job's IO manager.
+    """
+    from orchestrator.definitions.reconstruct import reconstructable
+
+    recon = reconstructable(job)
+    if op_selection:
+        recon = recon.get_subset(op_selection)
+    job_def = recon.get_definition()
+    instance = instance or Instance.ephemeral()
+    prepared = prepare_run(
+        job_def, instance=instance, run_config=run_config, partition_key=partition_key,
+        tags=tags, run_id=run_id, pointer=recon.pointer.to_dict(),
+    )
+    executor = job_def.executor_def.build(prepared.resolved.executor_config)
+    loop, scope = run_prepared(prepared, executor, instance,
+                               run_scoped_resources=executor.in_process)
+    reader = scope or ResourceScope(prepared.resource_defs, prepared.plan.resource_config,
+                                    prepared.record.run_id)
+    io_keys = {s.key: {o.name: o.io_manager_key for o in s.outputs} for s in prepared.plan.steps}
+    run_id_ = prepared.record.run_id
+
+    def load(step_key: str, output: str) -> Any:
+        manager = reader.get(io_keys[step_key][output])
+        return manager.load_input(InputContext(output, step_key, run_id_,
+                                               OutputContext(run_id_, step_key, output)))
+
+    result = ExecuteInProcessResult(run_id_, job_def.name, instance, load, loop.succeeded,
+                                    _produced(loop))
+    if scope is not None:
+        scope.teardown()
+    if raise_on_error and not loop.succeeded:
+        _raise_first_failure(result, getattr(executor, "outcomes", {}))
+    return result

@@ -1,0 +1,177 @@
+"""Contexts: what a run carries to its steps (``RunContext``) and what an op sees
+(``OpExecutionContext``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.execution.events import Event, EventType, make_event
+from orchestrator.execution.resource_scope import Resources, ResourceScope
+
+if TYPE_CHECKING:
+    from orchestrator.definitions.job import JobDefinition
+    from orchestrator.plan.steps import ExecutionPlan
+
+
+@dataclass
+class RunContext:
+    """Everything the step runner needs about a run, in whatever process it runs.
+
+    Attributes:
+        run_id: the run.
+        job: the job definition (resources overridden as the run asked).
+        plan: the run's plan.
+        run_tags: the run's tags.
+        emit: where step events go (a list, a queue, a Redis stream...).
+        input_values: Python values for ``input_value`` step inputs.
+        retries_enabled: whether ``RetryPolicy`` applies (executor config).
+        resources: a run-wide resource scope (in-process), or None to build per step.
+        loggers: Python loggers that ``context.log`` also writes to.
+    """
+
+    run_id: str
+    job: JobDefinition
+    plan: ExecutionPlan
+    run_tags: Mapping[str, str]
+    emit: Callable[[Event], None]
+    input_values: Mapping[str, Any] = field(default_factory=dict)
+    retries_enabled: bool = True
+    resources: ResourceScope | None = None
+    loggers: list[logging.Logger] = field(default_factory=list)
+    instance: Any = None
+
+    @property
+    def partition_key(self) -> str | None:
+        return self.plan.partition_key
+
+
+class LogManager:
+    """``context.log``: writes to the run's loggers and records a LOG_MESSAGE event."""
+
+    def __init__(self, run_id: str, step_key: str | None, loggers: list[logging.Logger],
+                 emit: Callable[[Event], None] | None):
+        self.run_id = run_id
+        self.step_key = step_key
+        self.loggers = loggers or [logging.getLogger("orchestrator")]
+        self._emit = emit
+
+    def log(self, level: int, msg: str, *args: Any, **kwargs: Any) -> None:
+        text = msg % args if args else str(msg)
+        prefix = f"{self.run_id[:8]} - {self.step_key} - " if self.step_key else ""
+        for lg in self.loggers:
+            lg.log(level, prefix + text, **kwargs)
+        if self._emit is not None:
+            self._emit(make_event(EventType.LOG_MESSAGE, self.run_id, text, step_key=self.step_key,
+                                  level=logging.getLevelName(level)))
+
+    def debug(self, msg: str, *args: Any, **kw: Any) -> None:
+        self.log(logging.DEBUG, msg, *args, **kw)
+
+    def info(self, msg: str, *args: Any, **kw: Any) -> None:
+        self.log(logging.INFO, msg, *args, **kw)
+
+    def warning(self, msg: str, *args: Any, **kw: Any) -> None:
+        self.log(logging.WARNING, msg, *args, **kw)
+
+    warn = warning
+
+    def error(self, msg: str, *args: Any, **kw: Any) -> None:
+        self.log(logging.ERROR, msg, *args, **kw)
+
+    def exception(self, msg: str, *args: Any, **kw: Any) -> None:
+        self.log(logging.ERROR, msg, *args, exc_info=True, **kw)
+
+    def critical(self, msg: str, *args: Any, **kw: Any) -> None:
+        self.log(logging.CRITICAL, msg, *args, **kw)
+
+
+class OpExecutionContext:
+    """What an op's ``context`` parameter receives.
+
+    Attributes:
+        log: logger whose lines also go to the run's event log.
+        op_config: the op's validated config.
+        resources: the resources the op asked for.
+        run_id: the run.
+        op_handle: the op's node handle (``outer.inner.op``); also ``step_key``.
+        retry_number: 0 on the first attempt, then 1, 2, ...
+        partition_key: the run's partition (raises if the run has none).
+        run_tags: the run's tags.
+        job_name: the job.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        job_name: str,
+        op_handle: str,
+        op_def: Any,
+        op_config: Any,
+        resources: Resources,
+        log: LogManager,
+        retry_number: int = 0,
+        partition_key: str | None = None,
+        run_tags: Mapping[str, str] | None = None,
+        run_config: Mapping[str, Any] | None = None,
+        instance: Any = None,
+    ):
+        self.run_id = run_id
+        self.job_name = job_name
+        self.op_handle = op_handle
+        self.step_key = op_handle
+        self.op_def = op_def
+        self.op_config = op_config
+        self.resources = resources
+        self.log = log
+        self.retry_number = retry_number
+        self._partition_key = partition_key
+        self.run_tags = dict(run_tags or {})
+        self.run_config = dict(run_config or {})
+        self.instance = instance
+
+    @property
+    def partition_key(self) -> str:
+        if self._partition_key is None:
+            from orchestrator.errors import PartitionError
+
+            raise PartitionError("this run has no partition; check has_partition_key first")
+        return self._partition_key
+
+    @property
+    def has_partition_key(self) -> bool:
+        return self._partition_key is not None
+
+    @property
+    def op(self) -> Any:
+        return self.op_def
+
+    def get_tag(self, key: str) -> str | None:
+        return self.run_tags.get(key)
+
+    def has_tag(self, key: str) -> bool:
+        return key in self.run_tags
+
+
+def build_op_context(
+    resources: Mapping[str, Any] | None = None,
+    op_config: Any = None,
+    partition_key: str | None = None,
+    run_tags: Mapping[str, str] | None = None,
+    run_id: str = "test-run",
+) -> OpExecutionContext:
+    """A context for calling an op function directly in a unit test."""
+    return OpExecutionContext(
+        run_id=run_id,
+        job_name="test_job",
+        op_handle="test_op",
+        op_def=None,
+        op_config=op_config,
+        resources=Resources(resources or {}),
+        log=LogManager(run_id, None, [], None),
+        partition_key=partition_key,
+        run_tags=run_tags,
+    )

@@ -1,0 +1,80 @@
+"""Drives one run: feeds the execution loop's decisions to an executor and the executor's
+events back to the loop, storing every event in the instance on the way."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from orchestrator.execution.context import RunContext
+from orchestrator.execution.events import ErrorInfo, Event, EventType, make_event
+from orchestrator.execution.loop import ExecutionLoop
+from orchestrator.executors.base import Executor
+
+
+def drive_run(
+    ctx: RunContext,
+    executor: Executor,
+    instance: object,
+    *,
+    loop: ExecutionLoop | None = None,
+    clock: Callable[[], float] = time.time,
+    should_cancel: Callable[[], bool] | None = None,
+) -> ExecutionLoop:
+    """Run ``ctx``'s plan to the end on ``executor``; returns the finished loop.
+
+    The run's status follows from the events stored: RUN_START, then RUN_SUCCESS,
+    RUN_FAILURE or RUN_CANCELED. An error in the machinery itself (not in an op) fails the
+    run with that error rather than leaving it hanging, and is re-raised.
+    """
+    store: Callable[[Event], object] = instance.store_event  # type: ignore[attr-defined]
+    arbiter = executor.make_arbiter(ctx)
+    if loop is None:
+        loop = ExecutionLoop(ctx.plan, ctx.run_id, arbiter)
+    else:
+        loop.arbiter = arbiter
+    store(make_event(EventType.RUN_START, ctx.run_id,
+                     f"Started execution of run for {ctx.plan.job_name!r}"))
+    started = time.perf_counter()
+    try:
+        executor.start(ctx)
+        while True:
+            if should_cancel is not None and not loop.canceled and should_cancel():
+                loop.cancel()
+            tick = loop.tick(clock())
+            for event in tick.events:
+                store(event)
+            if tick.terminate:
+                executor.terminate(tick.terminate)
+            for launch in tick.launch:
+                executor.launch(launch)
+            if tick.done:
+                break
+            timeout = None if tick.wake_at is None else max(0.0, tick.wake_at - clock())
+            for event in executor.wait(timeout):
+                if not executor.stores_events:
+                    store(event)
+                loop.handle(event)
+    except BaseException as exc:
+        info = ErrorInfo.from_exception(exc)
+        store(make_event(EventType.RUN_FAILURE, ctx.run_id,
+                         f"Run failed in the engine: {info.cls_name}: {info.message}",
+                         error=info.to_dict()))
+        raise
+    finally:
+        executor.close()
+        arbiter.close()
+    duration = round((time.perf_counter() - started) * 1000, 3)
+    if loop.canceled:
+        store(make_event(EventType.RUN_CANCELED, ctx.run_id, "Run canceled",
+                         duration_ms=duration))
+    elif loop.succeeded:
+        store(make_event(EventType.RUN_SUCCESS, ctx.run_id,
+                         f"Finished execution of run for {ctx.plan.job_name!r}",
+                         duration_ms=duration))
+    else:
+        failed = [k for k, s in loop.summary().items() if s == "failed"]
+        store(make_event(EventType.RUN_FAILURE, ctx.run_id,
+                         f"Execution of run for {ctx.plan.job_name!r} failed: steps {failed}",
+                         duration_ms=duration, failed_steps=failed))
+    return loop

@@ -1,0 +1,92 @@
+"""Results of ``execute_in_process`` and ``execute_job``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from orchestrator.errors import InvalidInputError
+from orchestrator.execution.events import Event, EventType
+
+
+class ExecuteInProcessResult:
+    """The outcome of a run executed from Python.
+
+    Attributes:
+        run_id: the run.
+        success: True when no step failed (skipped steps are fine) and the run was not
+            cancelled.
+        all_events: every event of the run, oldest first.
+    """
+
+    def __init__(self, run_id: str, job_name: str, instance: Any,
+                 load_output: Callable[[str, str], Any], success: bool,
+                 produced: dict[str, set[str]]):
+        self.run_id = run_id
+        self.job_name = job_name
+        self._instance = instance
+        self._load_output = load_output
+        self.success = success
+        self._produced = produced
+
+    @property
+    def all_events(self) -> list[Event]:
+        return self._instance.all_events(self.run_id)  # type: ignore[no-any-return]
+
+    @property
+    def run(self) -> Any:
+        """The stored run record."""
+        return self._instance.get_run(self.run_id)
+
+    dagster_run = run
+
+    @property
+    def instance(self) -> Any:
+        return self._instance
+
+    def events_for_node(self, node_name: str) -> list[Event]:
+        """Events of one step (``node_name`` is the op's handle, e.g. ``outer.inner``)."""
+        return [e for e in self.all_events if e.step_key == node_name]
+
+    def _of_type(self, etype: EventType) -> list[Event]:
+        return [e for e in self.all_events if e.event_type_value == etype.value]
+
+    def get_step_success_events(self) -> list[Event]:
+        return self._of_type(EventType.STEP_SUCCESS)
+
+    def get_step_failure_events(self) -> list[Event]:
+        return self._of_type(EventType.STEP_FAILURE)
+
+    def get_step_skipped_events(self) -> list[Event]:
+        return self._of_type(EventType.STEP_SKIPPED)
+
+    def output_for_node(self, node_str: str, output_name: str = "result") -> Any:
+        """The value of output ``output_name`` of op ``node_str`` (its handle).
+
+        Raises:
+            InvalidInputError: the op did not run in this run, or did not produce that output.
+        """
+        if node_str not in self._produced:
+            raise InvalidInputError(
+                f"op {node_str!r} did not run in run {self.run_id}; ops that ran: "
+                f"{sorted(self._produced)}"
+            )
+        if output_name not in self._produced[node_str]:
+            raise InvalidInputError(
+                f"op {node_str!r} produced no output {output_name!r} in run {self.run_id} "
+                f"(produced: {sorted(self._produced[node_str])})"
+            )
+        return self._load_output(node_str, output_name)
+
+    def output_value(self, output_name: str = "result") -> Any:
+        """For a single-op job: that op's output."""
+        if len(self._produced) != 1:
+            raise InvalidInputError("output_value() needs a job with one op; use "
+                                    "output_for_node(name)")
+        return self.output_for_node(next(iter(self._produced)), output_name)
+
+    def __repr__(self) -> str:
+        return f"<ExecuteInProcessResult run_id={self.run_id} success={self.success}>"
+
+
+ExecuteJobResult = ExecuteInProcessResult

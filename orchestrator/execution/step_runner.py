@@ -1,0 +1,309 @@
+"""The step runner: runs one step attempt in the calling process and emits its events.
+
+Resources up and down, config validated, inputs loaded, the op called, outputs stored through
+IO managers, hooks run. Whatever happens, exactly one of STEP_SUCCESS, STEP_FAILURE or
+STEP_UP_FOR_RETRY ends the attempt.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.definitions.hooks import HookContext
+from orchestrator.definitions.io import DEFAULT_OUTPUT, Output
+from orchestrator.definitions.op import OpDefinition
+from orchestrator.errors import (
+    ConfigError,
+    Failure,
+    OrchestratorError,
+    OutputStorageError,
+    RetryRequested,
+    UserCodeError,
+)
+from orchestrator.execution.context import LogManager, OpExecutionContext, RunContext
+from orchestrator.execution.events import ErrorInfo, EventType, make_event
+from orchestrator.execution.resource_scope import ResourceScope
+from orchestrator.execution.user_code import user_code_boundary
+from orchestrator.plan.steps import ExecutionStep, InputKind
+from orchestrator.storage.io_managers import InputContext, OutputContext
+
+
+@dataclass
+class StepOutcome:
+    """How an attempt ended. ``user_exception`` is the op's own exception, if it raised."""
+
+    status: str  # "success" | "failure" | "retry"
+    user_exception: BaseException | None = None
+    error: BaseException | None = None
+
+
+class _StepError(Exception):
+    """A framework-detected problem inside a step (bad output, failed type check)."""
+
+
+def _type_ok(expected: Any, value: Any) -> bool:
+    if expected is None or expected is Any or not inspect.isclass(expected):
+        return True
+    return isinstance(value, expected)
+
+
+def _user_exception(exc: BaseException) -> BaseException:
+    return exc.user_exception if isinstance(exc, UserCodeError) else exc
+
+
+class StepRunner:
+    """Runs attempts of the steps of one run (see module docstring)."""
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+
+    def run(self, step_key: str, attempt: int) -> StepOutcome:
+        ctx = self.ctx
+        step = ctx.plan.step(step_key)
+        node = ctx.job.all_op_nodes[step_key]
+        op_def = node.op_def
+        retry_number = attempt - 1
+        scope = ctx.resources or ResourceScope(
+            ctx.job.resource_defs, ctx.plan.resource_config, ctx.run_id
+        )
+        emit = ctx.emit
+        started = time.perf_counter()
+        emit(make_event(EventType.STEP_START, ctx.run_id, f"Started execution of step "
+                        f"{step_key!r}", step_key=step_key, attempt=attempt))
+        outputs: dict[str, Any] = {}
+        op_config: Any = None
+        try:
+            try:
+                op_config = self._config(op_def, step)
+                log = LogManager(ctx.run_id, step_key, ctx.loggers, emit)
+                context = OpExecutionContext(
+                    run_id=ctx.run_id, job_name=ctx.plan.job_name, op_handle=step_key,
+                    op_def=op_def, op_config=op_config,
+                    resources=scope.build(op_def.required_resource_keys), log=log,
+                    retry_number=retry_number, partition_key=ctx.partition_key,
+                    run_tags=ctx.run_tags, run_config=ctx.plan.run_config,
+                    instance=ctx.instance,
+                )
+                kwargs = self._inputs(step, op_def, scope)
+                for param, key in op_def.resource_params.items():
+                    kwargs[param] = scope.get(key)
+                if op_def.config_param:
+                    kwargs[op_def.config_param] = op_config
+                args = [context] if op_def.takes_context else []
+                with user_code_boundary(f"op {step_key!r}"):
+                    result = op_def.compute_fn(*args, **kwargs)
+                    for name, value in self._outputs(op_def, result):
+                        outputs[name] = value
+                self._check_outputs(step, op_def, outputs)
+                for out in step.outputs:
+                    if out.name in outputs:
+                        self._store(step, out.name, out.io_manager_key, out.is_nothing,
+                                    outputs[out.name], scope, attempt)
+            except (RetryRequested, Failure, UserCodeError) as exc:
+                return self._failed(step, node, exc, attempt, scope, op_config, started,
+                                    retryable=True)
+            except (OrchestratorError, _StepError) as exc:
+                return self._failed(step, node, exc, attempt, scope, op_config, started,
+                                    retryable=False)
+            emit(make_event(
+                EventType.STEP_SUCCESS, ctx.run_id,
+                f"Finished execution of step {step_key!r}", step_key=step_key, attempt=attempt,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            ))
+            self._hooks(step_key, node, "success", scope, None, outputs, op_config)
+            return StepOutcome("success")
+        finally:
+            if ctx.resources is None:
+                scope.teardown()
+
+    # -- pieces -----------------------------------------------------------------------------
+
+    def _config(self, op_def: OpDefinition, step: ExecutionStep) -> Any:
+        if op_def.config_schema is None:
+            return None
+        value, problems = op_def.config_schema.validate(step.config, f"ops.{step.key}.config")
+        if problems:
+            raise ConfigError(problems)
+        return value
+
+    def _inputs(self, step: ExecutionStep, op_def: OpDefinition,
+                scope: ResourceScope) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        for step_input in step.inputs:
+            name = step_input.name
+            if step_input.kind is InputKind.NOTHING or name not in op_def.input_params:
+                continue
+            if step_input.kind in (InputKind.STEP_OUTPUT, InputKind.PARENT_RUN):
+                run_id = step_input.parent_run_id or self.ctx.run_id
+                values = []
+                for src in step_input.sources:
+                    try:
+                        values.append(self._load(step, name, run_id, src.step_key,
+                                                 src.output_name, scope))
+                    except OutputStorageError:
+                        if not step_input.fan_in:
+                            raise
+                        # a fan-in source that produced nothing (skipped) is left out
+                value = values if step_input.fan_in else values[0]
+            elif step_input.kind is InputKind.VALUE:
+                value = step_input.value
+            elif step_input.kind is InputKind.INPUT_VALUE:
+                assert step_input.key is not None
+                if step_input.key not in self.ctx.input_values:
+                    raise _StepError(
+                        f"input {name!r} of step {step.key!r}: input value "
+                        f"{step_input.key!r} was not shipped to this process"
+                    )
+                value = self.ctx.input_values[step_input.key]
+            else:
+                value = op_def.ins[name].default_value
+            expected = op_def.ins[name].dagster_type
+            if not step_input.fan_in and not _type_ok(expected, value):
+                raise _StepError(
+                    f"type check failed for input {name!r} of step {step.key!r}: expected "
+                    f"{expected.__name__}, got {type(value).__name__} {value!r}"
+                )
+            kwargs[name] = value
+        return kwargs
+
+    def _load(self, step: ExecutionStep, name: str, run_id: str, up_key: str, up_output: str,
+              scope: ResourceScope) -> Any:
+        io_key = "io_manager"
+        if up_key in self.ctx.plan._by_key:  # type: ignore[attr-defined]
+            spec = next((o for o in self.ctx.plan.step(up_key).outputs if o.name == up_output),
+                        None)
+            io_key = spec.io_manager_key if spec else io_key
+        manager = scope.get(io_key)
+        context = InputContext(name=name, step_key=step.key, run_id=self.ctx.run_id,
+                               upstream_output=OutputContext(run_id, up_key, up_output))
+        with user_code_boundary(f"IO manager {io_key!r} loading input {name!r}"):
+            return manager.load_input(context)
+
+    def _outputs(self, op_def: OpDefinition, result: Any) -> Iterator[tuple[str, Any]]:
+        names = list(op_def.outs)
+        if inspect.isgenerator(result):
+            for item in result:
+                if not isinstance(item, Output):
+                    raise _StepError(
+                        f"op {op_def.name!r} yielded {item!r}; a generator op must yield "
+                        "Output(value, output_name) objects"
+                    )
+                yield self._named(op_def, item.output_name, item.value)
+            return
+        if isinstance(result, Output):
+            yield self._named(op_def, result.output_name, result.value)
+            return
+        if len(names) == 1:
+            yield names[0], result
+            return
+        if result is None and all(
+            not o.is_required or o.is_nothing for o in op_def.outs.values()
+        ):
+            return
+        if not isinstance(result, tuple) or len(result) != len(names):
+            raise _StepError(
+                f"op {op_def.name!r} has outputs {names}; return a tuple of {len(names)} values "
+                f"in that order (or yield Output objects), got {result!r}"
+            )
+        for name, value in zip(names, result, strict=True):
+            if isinstance(value, Output):
+                yield self._named(op_def, value.output_name, value.value)
+            else:
+                yield name, value
+
+    @staticmethod
+    def _named(op_def: OpDefinition, name: str, value: Any) -> tuple[str, Any]:
+        if name not in op_def.outs:
+            if name == DEFAULT_OUTPUT and len(op_def.outs) == 1:
+                return next(iter(op_def.outs)), value
+            raise _StepError(f"op {op_def.name!r} has no output named {name!r} "
+                             f"(outputs: {list(op_def.outs)})")
+        return name, value
+
+    @staticmethod
+    def _check_outputs(step: ExecutionStep, op_def: OpDefinition, outputs: dict[str, Any]) -> None:
+        for out in step.outputs:
+            if out.is_required and not out.is_nothing and out.name not in outputs:
+                raise _StepError(
+                    f"op {op_def.name!r} did not produce its required output {out.name!r}; "
+                    "mark it Out(is_required=False) if it may be skipped"
+                )
+
+    def _store(self, step: ExecutionStep, name: str, io_key: str, is_nothing: bool, value: Any,
+               scope: ResourceScope, attempt: int) -> None:
+        if not is_nothing:
+            manager = scope.get(io_key)
+            with user_code_boundary(f"IO manager {io_key!r} storing output {name!r}"):
+                manager.handle_output(OutputContext(self.ctx.run_id, step.key, name), value)
+        self.ctx.emit(make_event(
+            EventType.STEP_OUTPUT, self.ctx.run_id, f"Yielded output {name!r}",
+            step_key=step.key, attempt=attempt, output_name=name,
+        ))
+
+    def _failed(self, step: ExecutionStep, node: Any, exc: BaseException, attempt: int,
+                scope: ResourceScope, op_config: Any, started: float,
+                retryable: bool) -> StepOutcome:
+        ctx = self.ctx
+        retry_number = attempt - 1
+        user_exc = _user_exception(exc)
+        delay: float | None = None
+        if retryable and ctx.retries_enabled:
+            if isinstance(exc, RetryRequested):
+                if retry_number < exc.max_retries:
+                    delay = exc.seconds_to_wait or 0.0
+            elif step.retry_policy is not None and retry_number < step.retry_policy.max_retries:
+                if not (isinstance(user_exc, Failure) and not user_exc.allow_retries):
+                    delay = step.retry_policy.calculate_delay(retry_number + 1)
+        info = ErrorInfo.from_exception(exc)
+        if delay is not None:
+            ctx.emit(make_event(
+                EventType.STEP_UP_FOR_RETRY, ctx.run_id,
+                f"Step {step.key!r} failed ({info.cls_name}: {info.message}); retry "
+                f"{retry_number + 1} in {delay:.3g}s", step_key=step.key, attempt=attempt,
+                seconds_to_wait=delay, error=info.to_dict(),
+            ))
+            return StepOutcome("retry", user_exception=user_exc, error=exc)
+        metadata = user_exc.metadata if isinstance(user_exc, Failure) else None
+        ctx.emit(make_event(
+            EventType.STEP_FAILURE, ctx.run_id,
+            f"Execution of step {step.key!r} failed: {info.cls_name}: {info.message}",
+            step_key=step.key, attempt=attempt, error=info.to_dict(), metadata=metadata,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        ))
+        self._hooks(step.key, node, "failure", scope, user_exc, {}, op_config)
+        is_user = isinstance(exc, UserCodeError | Failure | RetryRequested)
+        return StepOutcome("failure", user_exception=user_exc if is_user else None, error=exc)
+
+    def _hooks(self, step_key: str, node: Any, on: str, scope: ResourceScope,
+               exc: BaseException | None, outputs: dict[str, Any], op_config: Any) -> None:
+        import logging
+
+        for hook in sorted(node.hook_defs, key=lambda h: h.name):
+            if hook.on != on:
+                continue
+            try:
+                hctx = HookContext(
+                    op_handle=step_key, step_key=step_key, run_id=self.ctx.run_id,
+                    job_name=self.ctx.plan.job_name,
+                    resources=scope.build(hook.required_resource_keys), op_exception=exc,
+                    op_output_values=outputs, log=logging.getLogger("orchestrator"),
+                    op_config=op_config, run_tags=dict(self.ctx.run_tags),
+                )
+                with user_code_boundary(f"hook {hook.name!r}"):
+                    hook.hook_fn(hctx)
+            except Exception as hook_exc:
+                info = ErrorInfo.from_exception(hook_exc)
+                self.ctx.emit(make_event(
+                    EventType.HOOK_ERRORED, self.ctx.run_id,
+                    f"Hook {hook.name!r} failed: {info.message}", step_key=step_key,
+                    hook=hook.name, error=info.to_dict(),
+                ))
+                continue
+            self.ctx.emit(make_event(
+                EventType.HOOK_COMPLETED, self.ctx.run_id, f"Hook {hook.name!r} finished",
+                step_key=step_key, hook=hook.name,
+            ))

@@ -1,0 +1,1 @@
+"""Executors: how launched steps run (in-process, multiprocess, Celery)."""

@@ -1,0 +1,106 @@
+"""Executor definitions and the runtime interface every executor implements.
+
+An ``ExecutorDefinition`` is declarative (name, config model, defaults); ``build`` turns validated
+config into an :class:`Executor`, which only knows how to *launch* a step and hand back the
+events steps produce. Deciding what to launch is the execution loop's job, shared by all.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import pydantic
+from pydantic import BaseModel
+
+from orchestrator.definitions.config import pydantic_problems
+
+if TYPE_CHECKING:
+    from orchestrator.concurrency.limits import SlotArbiter
+    from orchestrator.execution.events import Event
+    from orchestrator.execution.loop import Launch
+    from orchestrator.execution.run_context import RunContext
+
+
+def _deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class ExecutorDefinition:
+    """How a job's steps are executed, plus the config it accepts.
+
+    Attributes:
+        name: e.g. ``in_process``, ``multiprocess``, ``celery``.
+        config_model: pydantic model validating ``execution: {config: ...}``.
+        factory: builds the runtime :class:`Executor` from validated config.
+        default_config: config used under whatever run config provides (``configured``).
+    """
+
+    name: str
+    config_model: type[BaseModel]
+    factory: Callable[[Any], Executor]
+    default_config: Mapping[str, Any] = field(default_factory=dict)
+    description: str | None = None
+
+    def configured(self, config: Mapping[str, Any], name: str | None = None) -> ExecutorDefinition:
+        """A copy of this executor with ``config`` as its defaults (merged into existing ones)."""
+        return replace(
+            self, name=name or self.name, default_config=_deep_merge(self.default_config, config)
+        )
+
+    def validate_config(self, raw: Mapping[str, Any] | None) -> tuple[Any, list[tuple[str, str]]]:
+        """Validate run config ``execution.config`` merged over the defaults."""
+        merged = _deep_merge(self.default_config, raw or {})
+        try:
+            return self.config_model.model_validate(merged), []
+        except pydantic.ValidationError as exc:
+            return None, pydantic_problems(exc, "execution.config", self.config_model)
+
+    def build(self, config: Any) -> Executor:
+        """The runtime executor for validated ``config``."""
+        return self.factory(config)
+
+
+class Executor(ABC):
+    """Runtime side of an executor: launches steps, returns the events they produce."""
+
+    #: True when steps run in the calling process (outputs may stay in memory).
+    in_process: bool = False
+    #: Whether ``RetryPolicy`` applies (executor config ``retries``).
+    retries_enabled: bool = True
+    #: True when step events are already in the instance when ``wait`` returns them
+    #: (workers write them to the run's stream); otherwise the driver stores them.
+    stores_events: bool = False
+
+    @abstractmethod
+    def make_arbiter(self, ctx: RunContext) -> SlotArbiter:
+        """The slot arbiter enforcing this executor's concurrency limits for one run."""
+
+    @abstractmethod
+    def start(self, ctx: RunContext) -> None:
+        """Prepare to run steps of ``ctx``'s run (start pools, connections)."""
+
+    @abstractmethod
+    def launch(self, launch: Launch) -> None:
+        """Start one step attempt; must not block on the step's completion."""
+
+    @abstractmethod
+    def wait(self, timeout: float | None) -> list[Event]:
+        """Block until some step events are available or ``timeout`` seconds pass."""
+
+    @abstractmethod
+    def terminate(self, attempt_ids: list[str]) -> None:
+        """Stop attempts in flight (cancellation)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release everything ``start`` acquired."""

@@ -1,0 +1,75 @@
+"""Config models of the built-in executors (validated like any other config)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from orchestrator.concurrency.config import TagConcurrencyLimit
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetriesConfig(_Strict):
+    """``{"enabled": {}}`` (default) or ``{"disabled": {}}``: whether ``RetryPolicy`` applies."""
+
+    enabled: dict[str, Any] | None = None
+    disabled: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> RetriesConfig:
+        if self.enabled is not None and self.disabled is not None:
+            raise ValueError("give one of 'enabled' or 'disabled', not both")
+        return self
+
+    @property
+    def is_enabled(self) -> bool:
+        return self.disabled is None
+
+
+class InProcessConfig(_Strict):
+    retries: RetriesConfig = Field(default_factory=RetriesConfig)
+
+
+class ForkserverConfig(_Strict):
+    preload_modules: list[str] = Field(default_factory=list)
+
+
+class StartMethod(_Strict):
+    """``{"spawn": {}}`` or ``{"forkserver": {"preload_modules": [...]}}``."""
+
+    spawn: dict[str, Any] | None = None
+    forkserver: ForkserverConfig | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> StartMethod:
+        if self.spawn is not None and self.forkserver is not None:
+            raise ValueError("give one of 'spawn' or 'forkserver', not both")
+        return self
+
+    @property
+    def name(self) -> str:
+        return "forkserver" if self.forkserver is not None else "spawn"
+
+
+class MultiprocessConfig(_Strict):
+    max_concurrent: int | None = Field(default=None, ge=0)
+    start_method: StartMethod = Field(default_factory=StartMethod)
+    tag_concurrency_limits: list[TagConcurrencyLimit] = Field(default_factory=list)
+    retries: RetriesConfig = Field(default_factory=RetriesConfig)
+
+
+class MultiOrInProcessConfig(_Strict):
+    """``{"multiprocess": {...}}`` (default) or ``{"in_process": {...}}``."""
+
+    in_process: InProcessConfig | None = None
+    multiprocess: MultiprocessConfig | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> MultiOrInProcessConfig:
+        if self.in_process is not None and self.multiprocess is not None:
+            raise ValueError("give one of 'in_process' or 'multiprocess', not both")
+        return self

@@ -1,0 +1,61 @@
+"""The in-process executor: steps run one at a time in the calling process."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import replace
+
+from orchestrator.concurrency.limits import SlotArbiter, UnlimitedArbiter
+from orchestrator.execution.context import RunContext
+from orchestrator.execution.events import Event
+from orchestrator.execution.loop import Launch
+from orchestrator.execution.step_runner import StepOutcome, StepRunner
+from orchestrator.executors.base import Executor
+from orchestrator.executors.config import InProcessConfig
+
+
+class InProcessExecutor(Executor):
+    """Runs each launched step synchronously inside :meth:`wait`."""
+
+    in_process = True
+
+    def __init__(self, config: InProcessConfig | None = None):
+        self.config = config or InProcessConfig()
+        self.retries_enabled = self.config.retries.is_enabled
+        self._queue: deque[Launch] = deque()
+        self._events: list[Event] = []
+        self._runner: StepRunner | None = None
+        self.outcomes: dict[str, StepOutcome] = {}
+
+    def make_arbiter(self, ctx: RunContext) -> SlotArbiter:
+        return UnlimitedArbiter()
+
+    def start(self, ctx: RunContext) -> None:
+        self._runner = StepRunner(replace(ctx, emit=self._events.append,
+                                          retries_enabled=self.retries_enabled))
+
+    def launch(self, launch: Launch) -> None:
+        self._queue.append(launch)
+
+    def wait(self, timeout: float | None) -> list[Event]:
+        if self._queue:
+            assert self._runner is not None
+            launch = self._queue.popleft()
+            self.outcomes[launch.step_key] = self._runner.run(launch.step_key, launch.attempt)
+        elif timeout is not None:
+            time.sleep(timeout)  # nothing runnable until a retry delay has passed
+        else:
+            from orchestrator.execution.loop import LoopStalledError
+
+            raise LoopStalledError("in-process executor: a step is in flight but none is queued")
+        events = list(self._events)
+        self._events.clear()  # the runner appends to this same list
+        return events
+
+    def terminate(self, attempt_ids: list[str]) -> None:
+        ids = set(attempt_ids)
+        self._queue = deque(lch for lch in self._queue if lch.attempt_id not in ids)
+
+    def close(self) -> None:
+        self._queue.clear()

@@ -1,0 +1,239 @@
+"""The planner: (job, selection, run config, partition) -> :class:`ExecutionPlan`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.definitions.io import In
+from orchestrator.errors import MissingInputError, ResourceNotFoundError, did_you_mean
+from orchestrator.plan.handles import FanIn, FromJobInput, FromStep, OpNode, Source
+from orchestrator.plan.run_config import (
+    ResolvedConfig,
+    effective_run_config,
+    validate_run_config,
+)
+from orchestrator.plan.steps import (
+    DEFAULT_QUEUE,
+    PRIORITY_TAG,
+    QUEUE_TAG,
+    ExecutionPlan,
+    ExecutionStep,
+    InputKind,
+    StepInput,
+    StepOutput,
+    StepOutputHandle,
+)
+
+if TYPE_CHECKING:
+    from orchestrator.definitions.job import JobDefinition
+    from orchestrator.definitions.resources import ResourceDefinition
+
+
+@dataclass(frozen=True)
+class ParentRun:
+    """A finished run whose stored outputs a re-execution may read."""
+
+    run_id: str
+    outputs: frozenset[tuple[str, str]] = field(default_factory=frozenset)  # (step, output)
+
+
+def parse_priority(value: Any, where: str) -> int:
+    """Tag values are strings; a priority must be an integer."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        from orchestrator.errors import InvalidInputError
+
+        raise InvalidInputError(
+            f"{where}: tag {PRIORITY_TAG!r} must be an integer, got {value!r}"
+        ) from None
+
+
+def needed_resource_keys(
+    job: JobDefinition, resource_defs: Mapping[str, ResourceDefinition]
+) -> set[str]:
+    """Resource keys the selected ops (and their hooks and resources) need.
+
+    Raises:
+        ResourceNotFoundError: an op, hook or resource needs a key the job does not provide.
+    """
+    needed: set[str] = set()
+    for node in job.op_nodes.values():
+        wanted = set(node.op_def.all_resource_keys)
+        for hook in node.hook_defs:
+            wanted |= hook.required_resource_keys
+        for key in sorted(wanted):
+            if key not in resource_defs:
+                raise ResourceNotFoundError(
+                    f"op {node.handle!r} requires resource {key!r}, which job {job.name!r} does "
+                    f"not provide (it has: {', '.join(sorted(resource_defs)) or 'none'})."
+                    f"{did_you_mean(key, resource_defs)} Add it to resource_defs, to "
+                    "Definitions(resources=...), or pass it with resources=...."
+                )
+        needed |= wanted
+    stack = list(needed)
+    while stack:
+        for dep in resource_defs[stack.pop()].required_resource_keys:
+            if dep not in resource_defs:
+                raise ResourceNotFoundError(
+                    f"a resource requires resource {dep!r}, which job {job.name!r} does not "
+                    "provide"
+                )
+            if dep not in needed:
+                needed.add(dep)
+                stack.append(dep)
+    return needed
+
+
+class _InputPlanner:
+    def __init__(self, job: JobDefinition, config: ResolvedConfig,
+                 input_values: Mapping[str, Any], parent: ParentRun | None):
+        self.job = job
+        self.config = config
+        self.input_values = input_values
+        self.parent = parent
+        self.selected = job.selected_handles
+
+    def plan(self, node: OpNode, name: str, spec: In, source: Source) -> StepInput | None:
+        """Plan one input; None means the input is dropped (an unconnected Nothing input)."""
+        refs = self._selected_refs(source)
+        if refs is not None:
+            kind = InputKind.NOTHING if spec.is_nothing else InputKind.STEP_OUTPUT
+            return StepInput(name, kind, sources=refs, fan_in=isinstance(source, FanIn))
+        if spec.is_nothing:
+            return None  # an order-only dependency on something not run: nothing to wait for
+        provided = self._provided(node.handle, name, source)
+        if provided is not None:
+            return provided
+        raise MissingInputError(self._missing_message(node, name, source))
+
+    def _selected_refs(self, source: Source) -> tuple[StepOutputHandle, ...] | None:
+        """Step outputs of this run that feed the input, or None if any source is elsewhere."""
+        parts = source.sources if isinstance(source, FanIn) else (source,)
+        if source is None or not all(
+            isinstance(p, FromStep) and p.step_key in self.selected for p in parts
+        ):
+            return None
+        return tuple(StepOutputHandle(p.step_key, p.output) for p in parts)  # type: ignore[union-attr]
+
+    def _provided(self, handle: str, name: str, source: Source) -> StepInput | None:
+        op_inputs = self.config.op_inputs.get(handle, {})
+        if name in op_inputs:
+            return StepInput(name, InputKind.VALUE, value=op_inputs[name])
+        if f"{handle}.{name}" in self.input_values:
+            return StepInput(name, InputKind.INPUT_VALUE, key=f"{handle}.{name}")
+        if isinstance(source, FromJobInput):
+            if source.name in self.input_values:
+                return StepInput(name, InputKind.INPUT_VALUE, key=source.name)
+            if source.name in self.config.job_inputs:
+                return StepInput(name, InputKind.VALUE, value=self.config.job_inputs[source.name])
+        parts = source.sources if isinstance(source, FanIn) else (source,)
+        if (
+            self.parent is not None
+            and source is not None
+            and all(
+                isinstance(p, FromStep) and (p.step_key, p.output) in self.parent.outputs
+                for p in parts
+            )
+        ):
+            refs = tuple(StepOutputHandle(p.step_key, p.output) for p in parts)  # type: ignore[union-attr]
+            return StepInput(name, InputKind.PARENT_RUN, sources=refs,
+                             fan_in=isinstance(source, FanIn), parent_run_id=self.parent.run_id)
+        spec = self.job.all_op_nodes[handle].op_def.ins[name]
+        if spec.has_default:
+            return StepInput(name, InputKind.DEFAULT)
+        return None
+
+    def _missing_message(self, node: OpNode, name: str, source: Source) -> str:
+        if isinstance(source, FromStep | FanIn):
+            parts = source.sources if isinstance(source, FanIn) else (source,)
+            upstream = ", ".join(
+                repr(p.step_key) for p in parts if isinstance(p, FromStep)
+            )
+            why = f"its upstream op {upstream} is not selected"
+        elif isinstance(source, FromJobInput):
+            why = f"it comes from the job input {source.name!r}, which has no value"
+        else:
+            why = "it is not connected to any op output and has no default value"
+        return (
+            f"Input {name!r} of op {node.handle!r} has no value: {why}. Provide it in one of "
+            f"three ways: run config (ops: {{{node.handle.split('.')[-1]}: {{inputs: "
+            f"{{{name}: ...}}}}}}), input_values={{'{node.handle}.{name}': ...}}, or re-execute "
+            "a parent run that stored this output (orchestrator run reexecute)."
+        )
+
+
+def build_plan(
+    job: JobDefinition,
+    run_config: Any = None,
+    partition_key: str | None = None,
+    resource_defs: Mapping[str, ResourceDefinition] | None = None,
+    input_values: Mapping[str, Any] | None = None,
+    run_tags: Mapping[str, str] | None = None,
+    parent: ParentRun | None = None,
+) -> tuple[ExecutionPlan, ResolvedConfig]:
+    """Plan a run of ``job`` (its ``op_selection`` included).
+
+    Args:
+        job: the job (a subset if it has an op selection).
+        run_config: launch run config; replaces the job's default config.
+        partition_key: partition to run, for partitioned jobs.
+        resource_defs: the resources the run will use (default: the job's).
+        input_values: Python values for job inputs or ``"op.input"`` keys.
+        run_tags: the run's tags (for the run-level ``orchestrator/priority``).
+        parent: the parent run, when re-executing.
+
+    Returns:
+        The plan, and the validated config it was built from.
+
+    Raises:
+        ConfigError, PartitionError, MissingInputError, ResourceNotFoundError, SelectionError.
+    """
+    resource_defs = resource_defs if resource_defs is not None else job.resource_defs
+    raw = effective_run_config(job, run_config, partition_key)
+    needed = needed_resource_keys(job, resource_defs)
+    resolved = validate_run_config(job, raw, resource_defs, needed)
+    values = {**job.input_values, **(input_values or {})}
+    inputs = _InputPlanner(job, resolved, values, parent)
+    run_priority = parse_priority((run_tags or {}).get(PRIORITY_TAG, 0), "run tags")
+
+    steps: list[ExecutionStep] = []
+    for handle, node in job.op_nodes.items():
+        step_inputs = []
+        for name, spec in node.op_def.ins.items():
+            planned = inputs.plan(node, name, spec, node.inputs.get(name))
+            if planned is not None:
+                step_inputs.append(planned)
+        outputs = tuple(
+            StepOutput(n, o.is_required, o.is_nothing, o.io_manager_key)
+            for n, o in node.op_def.outs.items()
+        )
+        resources = set(node.op_def.all_resource_keys)
+        for hook in node.hook_defs:
+            resources |= hook.required_resource_keys
+        steps.append(
+            ExecutionStep(
+                key=handle,
+                op_name=node.op_def.name,
+                inputs=tuple(step_inputs),
+                outputs=outputs,
+                tags=dict(node.tags),
+                retry_policy=node.retry_policy,
+                queue=node.tags.get(QUEUE_TAG, DEFAULT_QUEUE),
+                priority=parse_priority(node.tags.get(PRIORITY_TAG, 0), f"op {handle!r}")
+                + run_priority,
+                config=resolved.op_config.get(handle),
+                resource_keys=tuple(sorted(resources)),
+            )
+        )
+    plan = ExecutionPlan(
+        job_name=job.name,
+        steps=tuple(steps),
+        run_config=raw,
+        op_selection=tuple(job.op_selection) if job.op_selection else None,
+        partition_key=partition_key,
+        resource_config=resolved.resource_config,
+    )
+    return plan, resolved

@@ -1,0 +1,166 @@
+"""Op selection: turn query clauses such as ``*add_two+`` into a set of leaf op handles.
+
+Pure logic over a job's leaf-op DAG, given as handles plus an ``upstream`` mapping; it knows
+nothing about definitions or plans. A clause names an op or a graph and says how far to walk
+upstream and downstream:
+
+====================  ==========================================================
+``name``              just the named op (or every op inside the named graph)
+``*name``             plus all its ancestors
+``name*``             plus all its descendants
+``+name`` ``++name``  plus ancestors up to N hops, N = the number of ``+``
+``name+`` ``name++``  plus descendants up to N hops
+``+name*`` etc.       one prefix and one suffix combine freely
+====================  ==========================================================
+
+Names inside graphs are dotted (``outer.inner.add``); a graph name (``outer``) stands for all the
+leaf ops inside it, and hops are counted on the leaf-op DAG starting from all of them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from orchestrator.errors import SelectionError, did_you_mean
+
+__all__ = ["Clause", "parse_clause", "render_clause", "select_ops"]
+
+# An optional prefix made only of '*' or only of '+', a name without '*', '+' or whitespace, and
+# an optional suffix of the same kind. Mixed sides such as '*+name' fail because the name part
+# may not contain '+'.
+_CLAUSE_RE = re.compile(r"(?P<up>\*|\++)?(?P<name>[^*+\s]+)(?P<down>\*|\++)?")
+
+_VALID_FORMS = (
+    "valid forms are 'name', '*name', 'name*', '*name*', '+name', 'name++', '+name++', "
+    "'*name+' ('*' = all ancestors or descendants, each '+' = one hop)"
+)
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One parsed selection clause.
+
+    Attributes:
+        name: an op handle or a graph handle, dotted inside graphs.
+        up: hops upstream to include; 0 for none, ``None`` for unlimited (``*``).
+        down: hops downstream to include; 0 for none, ``None`` for unlimited (``*``).
+    """
+
+    name: str
+    up: int | None
+    down: int | None
+
+
+def _hops(marks: str | None) -> int | None:
+    """Translate a prefix or suffix ('', '*', '+++') into a hop limit."""
+    if not marks:
+        return 0
+    return None if marks == "*" else len(marks)
+
+
+def _marks(hops: int | None) -> str:
+    """Inverse of :func:`_hops`: the prefix or suffix text for a hop limit."""
+    return "*" if hops is None else "+" * hops
+
+
+def parse_clause(text: str) -> Clause:
+    """Parse one clause such as ``'*name'``, ``'+name++'`` or ``'outer.inner'``.
+
+    Args:
+        text: the clause; whitespace around it is ignored.
+
+    Returns:
+        The :class:`Clause` it denotes. The name is not checked against any job here.
+
+    Raises:
+        SelectionError: the clause is empty or malformed (e.g. ``'*+name'``, ``'a*b'``, ``'+'``);
+            the message quotes the clause and lists the valid forms.
+    """
+    match = _CLAUSE_RE.fullmatch(text.strip())
+    if match is None:
+        raise SelectionError(f'Op selection "{text}": malformed clause; {_VALID_FORMS}.')
+    return Clause(name=match["name"], up=_hops(match["up"]), down=_hops(match["down"]))
+
+
+def render_clause(clause: Clause) -> str:
+    """Return the text of ``clause``, so that ``parse_clause(render_clause(c)) == c``."""
+    return f"{_marks(clause.up)}{clause.name}{_marks(clause.down)}"
+
+
+def _walk(starts: Iterable[str], edges: Mapping[str, set[str]], limit: int | None) -> set[str]:
+    """Return every node within ``limit`` hops of ``starts`` along ``edges`` (None = no limit).
+
+    Breadth first, so each node is first met at its shortest distance from any start: a node
+    reachable in one hop and in three is kept by a one-hop limit.
+    """
+    seen = set(starts)
+    frontier = deque((node, 0) for node in seen)
+    while frontier:
+        node, dist = frontier.popleft()
+        if limit is not None and dist >= limit:
+            continue
+        for nxt in edges.get(node, ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                frontier.append((nxt, dist + 1))
+    return seen
+
+
+def select_ops(
+    op_handles: Iterable[str],
+    upstream: Mapping[str, Iterable[str]],
+    queries: Sequence[str],
+) -> frozenset[str]:
+    """Select the leaf ops of a job that a list of clauses denotes.
+
+    Args:
+        op_handles: every leaf op handle of the job, dotted inside graphs
+            (``'return_one'``, ``'outer.inner.add'``).
+        upstream: ``upstream[h]`` is the set of op handles that ``h`` directly depends on; a
+            handle without an entry has no parents. Only handles from ``op_handles`` may appear.
+        queries: clauses such as ``['*add_two', 'multi_three+']``. The result is their union.
+            An empty list selects every op: callers pass ``[]`` (or skip the call) when no
+            selection was given, so "no selection" means "the whole job".
+
+    Returns:
+        The selected leaf op handles.
+
+    Raises:
+        SelectionError: a clause is malformed, or names neither an op nor a graph of this job
+            (the message lists the closest existing names).
+        TypeError: ``queries`` is a single string instead of a list of clauses.
+    """
+    if isinstance(queries, str):
+        raise TypeError(f"queries must be a list of clauses, not the string {queries!r}")
+    ops = frozenset(op_handles)
+    if not queries:
+        return ops
+
+    # A graph handle is any proper dotted prefix of an op handle; it stands for the ops below it.
+    members: dict[str, set[str]] = {op: {op} for op in ops}
+    for op in ops:
+        parts = op.split(".")
+        for i in range(1, len(parts)):
+            members.setdefault(".".join(parts[:i]), set()).add(op)
+
+    parents: dict[str, set[str]] = {h: set(ps) for h, ps in upstream.items()}
+    children: dict[str, set[str]] = {}
+    for child, ps in parents.items():
+        for parent in ps:
+            children.setdefault(parent, set()).add(child)
+
+    selected: set[str] = set()
+    for text in queries:
+        clause = parse_clause(text)
+        starts = members.get(clause.name)
+        if starts is None:
+            raise SelectionError(
+                f'Op selection "{text.strip()}": no op or graph named {clause.name!r} in this '
+                f"job.{did_you_mean(clause.name, members)}"
+            )
+        selected |= _walk(starts, parents, clause.up)
+        selected |= _walk(starts, children, clause.down)
+    return frozenset(selected & ops)
