@@ -20,11 +20,25 @@ from orchestrator.storage.base import (
     RunsFilter,
     RunStatus,
 )
+from tests.servers import delete_prefix
+
 
 # Backend name -> factory. A new backend (e.g. "redis") is added here and nowhere else; a factory
 # may ask pytest for fixtures it needs (a server, a key prefix) through ``request``.
+def _redis_backend(url_fixture: str) -> Callable[[pytest.FixtureRequest], Instance]:
+    def make(request: pytest.FixtureRequest) -> Instance:
+        url = request.getfixturevalue(url_fixture)
+        prefix = request.getfixturevalue("key_prefix")
+        request.addfinalizer(lambda: delete_prefix(url, prefix))
+        return Instance.from_url(url, key_prefix=prefix)
+
+    return make
+
+
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Instance]] = {
     "memory": lambda request: Instance.ephemeral(),
+    "valkey": _redis_backend("valkey_url"),  # embedded Valkey: always runs
+    "redis": _redis_backend("machine_redis_url"),  # the machine's Redis, when CI names it
 }
 
 # How long a test lets a waiter block before deciding it is blocked; and the upper bound on how

@@ -128,6 +128,7 @@ def run_prepared(
         resources=scope,
         loggers=build_loggers(job, prepared.resolved, record.run_id),
         instance=instance,
+        pointer=record.pointer,
     )
     loop = drive_run(ctx, executor, instance)
     return loop, scope

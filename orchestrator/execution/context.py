@@ -42,6 +42,7 @@ class RunContext:
     resources: ResourceScope | None = None
     loggers: list[logging.Logger] = field(default_factory=list)
     instance: Any = None
+    pointer: Mapping[str, Any] | None = None  # the job pointer (JSON), for out-of-process steps
 
     @property
     def partition_key(self) -> str | None:

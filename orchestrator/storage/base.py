@@ -378,6 +378,25 @@ class Instance(ABC):
 
         return InMemoryInstance()
 
+    @classmethod
+    def from_url(cls, url: str, key_prefix: str | None = None) -> Instance:
+        """Return an instance on the Redis server at ``url`` (``redis://``, ``rediss://`` for
+        TLS, ``unix://``); keys start with ``key_prefix`` (default: the settings' prefix)."""
+        from orchestrator.settings import get_settings
+        from orchestrator.storage.redis import RedisInstance
+
+        return RedisInstance.from_url(url, key_prefix or get_settings().key_prefix)
+
+    @classmethod
+    def from_settings(cls) -> Instance:
+        """Return the deployment's shared instance: ``ORCHESTRATOR_REDIS_URL``, or the
+        embedded Valkey server under ``ORCHESTRATOR_HOME`` (started if not running)."""
+        from orchestrator.embedded import resolve_redis_url
+        from orchestrator.settings import get_settings
+
+        settings = get_settings()
+        return cls.from_url(resolve_redis_url(settings), settings.key_prefix)
+
     def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release connections and other resources; the instance is not used afterwards."""
 

@@ -1,0 +1,205 @@
+"""The Redis instance: runs and event logs shared by every process and machine.
+
+A run is one JSON string; its event log is a Redis stream, so readers block on ``XREAD``
+instead of polling. Run updates are optimistic transactions (``WATCH``/``MULTI``) applying the
+same rules as every backend (``storage.base.updated_record``); an event that changes the run's
+status is appended in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import redis
+
+from orchestrator.errors import InvalidInputError
+from orchestrator.execution.events import Event
+from orchestrator.redis_keys import RedisKeys
+from orchestrator.storage.base import (
+    Instance,
+    RunRecord,
+    RunsFilter,
+    RunStatus,
+    check_limit,
+    normalized_record,
+    status_for_event,
+    updated_record,
+)
+
+
+def _dump(record: RunRecord) -> str:
+    return json.dumps(record.to_dict(), sort_keys=True)
+
+
+def _load(text: str) -> RunRecord:
+    return RunRecord.from_dict(json.loads(text))
+
+
+def _after_id(cursor: str | None) -> str:
+    if cursor is None:
+        return "0-0"
+    ms, _, seq = cursor.partition("-")
+    if not (ms.isdigit() and seq.isdigit()):
+        raise InvalidInputError(f"{cursor!r} is not an event cursor of the Redis instance")
+    return cursor
+
+
+class RedisInstance(Instance):
+    """Runs and event logs in Redis.
+
+    Args:
+        client: a redis-py client (``decode_responses=True``).
+        key_prefix: prefix of every key (``ORCHESTRATOR_KEY_PREFIX``).
+        clock: time source for ``created_at``/``updated_at`` (tests may inject one).
+    """
+
+    def __init__(self, client: redis.Redis, key_prefix: str = "orchestrator",
+                 clock: Callable[[], float] = time.time):
+        self.client = client
+        self.keys = RedisKeys(key_prefix)
+        self._clock = clock
+
+    @classmethod
+    def from_url(cls, url: str, key_prefix: str = "orchestrator") -> RedisInstance:
+        client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        return cls(client, key_prefix)
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def create_run(self, record: RunRecord) -> RunRecord:
+        record = normalized_record(record, self._clock())
+        key = self.keys.run(record.run_id)
+        if not self.client.set(key, _dump(record), nx=True):
+            raise InvalidInputError(f"a run with id {record.run_id!r} already exists")
+        seq = self.client.incr(self.keys.seq)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self.keys.runs_seq, record.run_id, seq)
+        pipe.zadd(self.keys.runs, {record.run_id: record.created_at})
+        pipe.execute()
+        return record
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        text = self.client.get(self.keys.run(run_id))
+        return _load(text) if text else None  # type: ignore[arg-type]
+
+    def get_runs(self, filters: RunsFilter | None = None,
+                 limit: int | None = None) -> list[RunRecord]:
+        check_limit(limit)
+        if filters is not None and filters.run_ids is not None:
+            ids = list(dict.fromkeys(filters.run_ids))
+        else:
+            ids = list(self.client.zrange(self.keys.runs, 0, -1))  # type: ignore[arg-type]
+        if not ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for run_id in ids:
+            pipe.get(self.keys.run(run_id))
+        texts = pipe.execute()
+        seqs = self.client.hmget(self.keys.runs_seq, ids)
+        rows = []
+        for text, seq in zip(texts, seqs, strict=True):  # type: ignore[arg-type]
+            if text:
+                record = _load(text)
+                if filters is None or filters.matches(record):
+                    rows.append((record.created_at, int(seq or 0), record))
+        rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
+        records = [r[2] for r in rows]
+        return records if limit is None else records[:limit]
+
+    def _transact(self, run_id: str, change: Callable[[RunRecord], RunRecord],
+                  also: Callable[[Any], None] | None = None
+                  ) -> tuple[RunRecord, list[Any]] | None:
+        """Read-modify-write a run record atomically; ``also`` queues more commands. Returns
+        the new record and the replies of the queued commands."""
+        key = self.keys.run(run_id)
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    text = pipe.get(key)
+                    if not text:
+                        pipe.unwatch()
+                        return None
+                    record = change(_load(text))  # type: ignore[arg-type]
+                    pipe.multi()
+                    pipe.set(key, _dump(record))
+                    if also is not None:
+                        also(pipe)
+                    replies = pipe.execute()
+                    return record, replies[1:]
+                except redis.WatchError:
+                    continue
+
+    def update_run(self, run_id: str, *, status: RunStatus | None = None,
+                   tags: Mapping[str, str] | None = None,
+                   extra: Mapping[str, Any] | None = None) -> RunRecord:
+        now = self._clock()
+        done = self._transact(
+            run_id, lambda r: updated_record(r, now=now, status=status, tags=tags, extra=extra)
+        )
+        if done is None:
+            raise InvalidInputError(f"there is no run with id {run_id!r}")
+        return done[0]
+
+    def delete_run(self, run_id: str) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(self.keys.run(run_id), self.keys.run_events(run_id))
+        pipe.zrem(self.keys.runs, run_id)
+        pipe.hdel(self.keys.runs_seq, run_id)
+        pipe.execute()
+
+    # -- events ----------------------------------------------------------------------------
+
+    def store_event(self, event: Event) -> str:
+        stream = self.keys.run_events(event.run_id)
+        payload = {"e": json.dumps(event.to_dict())}
+        status = status_for_event(event)
+        if status is None:
+            return self.client.xadd(stream, payload)  # type: ignore[return-value]
+        done = self._transact(
+            event.run_id,
+            lambda r: updated_record(r, now=event.timestamp, status=status),
+            lambda pipe: pipe.xadd(stream, payload),
+        )
+        if done is None:  # events of a run with no record are stored all the same
+            return self.client.xadd(stream, payload)  # type: ignore[return-value]
+        return done[1][0]  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _decode(entries: Any) -> list[tuple[str, Event]]:
+        return [(entry_id, Event.from_dict(json.loads(fields["e"])))
+                for entry_id, fields in entries]
+
+    def get_events(self, run_id: str, after: str | None = None,
+                   limit: int | None = None) -> list[tuple[str, Event]]:
+        check_limit(limit)
+        if limit == 0:
+            return []
+        start = _after_id(after)
+        try:
+            entries = self.client.xrange(self.keys.run_events(run_id), min=f"({start}",
+                                         count=limit)
+        except redis.ResponseError as exc:
+            raise InvalidInputError(f"bad event cursor {after!r}: {exc}") from exc
+        return self._decode(entries)
+
+    def wait_for_events(self, run_id: str, after: str | None, timeout: float,
+                        limit: int | None = None) -> list[tuple[str, Event]]:
+        found = self.get_events(run_id, after, limit)
+        if found or timeout <= 0 or limit == 0:
+            return found
+        stream = self.keys.run_events(run_id)
+        try:
+            reply = self.client.xread({stream: _after_id(after)}, count=limit,
+                                      block=max(1, int(timeout * 1000)))
+        except redis.ResponseError as exc:
+            raise InvalidInputError(f"bad event cursor {after!r}: {exc}") from exc
+        if not reply:
+            return []
+        return self._decode(reply[0][1])
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,25 @@
+"""Shared test set-up: the repository root is importable (``tests.fixtures`` is a code location
+that subprocesses and workers load by module name), and every test gets its own
+``ORCHESTRATOR_HOME`` so the filesystem IO manager writes under a temporary directory."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+pytest_plugins = ["tests.servers"]
+
+
+@pytest.fixture(autouse=True)
+def orchestrator_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "orchestrator_home"
+    monkeypatch.setenv("ORCHESTRATOR_HOME", str(home))
+    monkeypatch.delenv("ORCHESTRATOR_STORAGE_URL", raising=False)
+    return home

