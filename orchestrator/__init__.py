@@ -61,6 +61,7 @@ from orchestrator.errors import (
 from orchestrator.execution.api import execute_job
 from orchestrator.execution.context import OpExecutionContext, build_op_context
 from orchestrator.execution.events import Event, EventType
+from orchestrator.execution.reexecution import ReexecutionOptions
 from orchestrator.execution.result import ExecuteInProcessResult, ExecuteJobResult
 from orchestrator.executors.base import ExecutorDefinition
 from orchestrator.executors.definitions import (
@@ -139,6 +140,7 @@ __all__ = [
     "PartitionsDefinition",
     "ReconstructableJob",
     "ReconstructionError",
+    "ReexecutionOptions",
     "ResourceDefinition",
     "ResourceNotFoundError",
     "RetryPolicy",

@@ -81,6 +81,7 @@ class JobDefinition:
         # that reconstructable(job) works without the user naming a factory.
         self._reconstruct_pointer: Any = None
         self._defined_in: tuple[str, str] | None = None
+        self._subset_of: JobDefinition | None = None
 
         self._config_mapping: ConfigMapping | None = None
         self._partitioned_config: PartitionedConfig | None = None
@@ -219,8 +220,12 @@ class JobDefinition:
         }
         args.update(changes)
         job = JobDefinition(**args)
-        job._reconstruct_pointer = self._reconstruct_pointer
         job._defined_in = self._defined_in
+        if set(changes) <= {"op_selection"}:
+            # A subset is still found through its base job; any other change makes a new job
+            # that reconstructable() must find as a module attribute of its own.
+            job._subset_of = self._subset_of or self
+            job._reconstruct_pointer = self._reconstruct_pointer
         return job
 
     def get_subset(self, op_selection: Sequence[str] | None = None) -> JobDefinition:

@@ -296,17 +296,17 @@ def reconstructable(target: Any) -> ReconstructableJob:
                 "function returning it to reconstructable()."
             )
         location = location_of_module(module_name)
+        base = target._subset_of or target
         for attr, value in vars(module).items():
-            is_same = value is target or (
-                isinstance(value, JobDefinition) and value.name == target.name
-                and value.graph_def is target.graph_def
-            )
-            if is_same:
+            if value is base:
                 pointer = JobPointer(location, attr, job_name=target.name,
                                      op_selection=_sel(target))
                 return ReconstructableJob(pointer, target)
         for attr, value in vars(module).items():
-            if isinstance(value, Definitions) and value.has_job(target.name):
+            if isinstance(value, Definitions) and any(
+                j is base or j._subset_of is base or base._subset_of is j
+                for j in value._jobs.values()
+            ):
                 pointer = JobPointer(location, attr, job_name=target.name,
                                      op_selection=_sel(target))
                 return ReconstructableJob(pointer, target)

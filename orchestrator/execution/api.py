@@ -12,7 +12,7 @@ from orchestrator.definitions.job import JobDefinition
 from orchestrator.definitions.loggers import InitLoggerContext
 from orchestrator.definitions.op import normalize_tags
 from orchestrator.definitions.resources import ResourceDefinition, as_resource_definitions
-from orchestrator.errors import RunFailedError
+from orchestrator.errors import InvalidInputError, RunFailedError
 from orchestrator.execution.context import RunContext
 from orchestrator.execution.driver import drive_run
 from orchestrator.execution.loop import ExecutionLoop
@@ -73,11 +73,12 @@ def prepare_run(
     if in_memory_io and not job.has_specified_io_manager and "io_manager" not in (resources or {}):
         resource_defs["io_manager"] = mem_io_manager
     run_tags = run_tags_for(job, partition_key, tags)
-    if parent is not None:
-        run_tags[PARENT_RUN_TAG] = parent.run_id
     plan, resolved = build_plan(job, run_config, partition_key, resource_defs, input_values,
                                 run_tags, parent)
     parent_record = instance.get_run(parent.run_id) if parent else None
+    if parent_record is not None:
+        run_tags[PARENT_RUN_TAG] = parent_record.run_id
+        run_tags[ROOT_RUN_TAG] = parent_record.root_run_id or parent_record.run_id
     record = RunRecord(
         run_id=run_id or str(uuid.uuid4()),
         job_name=job.name,
@@ -202,6 +203,7 @@ def execute_job(
     op_selection: Sequence[str] | None = None,
     partition_key: str | None = None,
     run_id: str | None = None,
+    reexecution_options: Any = None,
 ) -> ExecuteInProcessResult:
     """Run a reconstructable job with its own executor (multiprocess, Celery, ...) from Python.
 
@@ -214,12 +216,32 @@ def execute_job(
         op_selection: run only these ops.
         partition_key: the partition to run.
         run_id: use this run id instead of a fresh one.
+        reexecution_options: ``ReexecutionOptions`` to re-execute a finished run of ``instance``
+            (``job`` may then be None: the parent's stored pointer is used). Run config,
+            partition and tags default to the parent's; outputs of unselected steps are read
+            from the parent's stored outputs.
 
     Returns:
         The result; ``output_for_node`` reads outputs back through the job's IO manager.
     """
     from orchestrator.definitions.reconstruct import reconstructable
 
+    parent = None
+    if reexecution_options is not None:
+        from orchestrator.execution.reexecution import parent_job, parent_outputs, parent_record
+
+        if instance is None:
+            raise InvalidInputError("re-execution needs the instance that stores the parent run")
+        record = parent_record(instance, reexecution_options.parent_run_id)
+        if job is None:
+            job = parent_job(record)
+        run_config = run_config if run_config is not None else dict(record.run_config)
+        op_selection = op_selection or list(reexecution_options.step_selection) or None
+        partition_key = partition_key or record.partition_key
+        inherited = {k: v for k, v in record.tags.items() if k not in (PARENT_RUN_TAG,
+                                                                          ROOT_RUN_TAG)}
+        tags = {**inherited, **normalize_tags(tags)}
+        parent = parent_outputs(instance, record.run_id)
     recon = reconstructable(job)
     if op_selection:
         recon = recon.get_subset(op_selection)
@@ -227,7 +249,7 @@ def execute_job(
     instance = instance or Instance.ephemeral()
     prepared = prepare_run(
         job_def, instance=instance, run_config=run_config, partition_key=partition_key,
-        tags=tags, run_id=run_id, pointer=recon.pointer.to_dict(),
+        tags=tags, run_id=run_id, pointer=recon.pointer.to_dict(), parent=parent,
     )
     executor = job_def.executor_def.build(prepared.resolved.executor_config)
     loop, scope = run_prepared(prepared, executor, instance,

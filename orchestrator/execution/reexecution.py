@@ -1,0 +1,88 @@
+"""Re-execution: a new run of (part of) a finished run's job whose unselected upstream outputs
+are read from the parent run's stored outputs (SPEC §3's third way to feed a selected op)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrator.definitions.reconstruct import JobPointer, ReconstructableJob
+from orchestrator.errors import InvalidInputError
+from orchestrator.execution.events import EventType
+from orchestrator.plan.build import ParentRun
+from orchestrator.storage.base import Instance, RunRecord
+
+
+@dataclass(frozen=True)
+class ReexecutionOptions:
+    """Which run to re-execute and which of its steps to run again.
+
+    Attributes:
+        parent_run_id: the run to re-execute.
+        step_selection: op selection queries (SPEC §3); empty re-runs the whole job.
+    """
+
+    parent_run_id: str
+    step_selection: tuple[str, ...] = ()
+
+    @classmethod
+    def from_failure(cls, run_id: str, instance: Instance) -> ReexecutionOptions:
+        """Re-run only the steps of ``run_id`` that did not succeed (failed, skipped, or never
+        started); the rest are read from the parent's outputs.
+
+        Raises:
+            InvalidInputError: the run is unknown, still going, or has nothing to re-run.
+        """
+        parent = parent_record(instance, run_id)
+        if not parent.is_finished:
+            raise InvalidInputError(f"run {run_id} is {parent.status}; wait for it to finish")
+        job = parent_job(parent).get_definition()
+        succeeded = {
+            e.step_key for e in instance.all_events(run_id)
+            if e.event_type_value == EventType.STEP_SUCCESS.value
+        }
+        todo = [k for k in job.op_nodes if k not in succeeded]
+        if not todo:
+            raise InvalidInputError(f"run {run_id} has no failed or unfinished steps to re-run")
+        return cls(run_id, tuple(todo))
+
+
+def parent_record(instance: Instance, run_id: str) -> RunRecord:
+    record = instance.get_run(run_id)
+    if record is None:
+        raise InvalidInputError(f"no run with id {run_id!r} in this instance")
+    return record
+
+
+def parent_job(record: RunRecord) -> ReconstructableJob:
+    """The parent run's job, rebuilt from its stored pointer (subset as the parent ran it).
+
+    Raises:
+        InvalidInputError: the run was executed in-process and stored no pointer.
+    """
+    if not record.pointer:
+        raise InvalidInputError(
+            f"run {record.run_id} stored no job pointer (it ran with execute_in_process); "
+            "re-execute it with execute_job(reconstructable(job), reexecution_options=...)"
+        )
+    pointer = JobPointer.from_dict(record.pointer)
+    return ReconstructableJob(JobPointer(pointer.location, pointer.attribute, pointer.job_name,
+                                         pointer.call, pointer.args, pointer.kwargs))
+
+
+def parent_outputs(instance: Instance, run_id: str) -> ParentRun:
+    """The outputs the parent run stored: those of step attempts that succeeded."""
+    outputs: dict[tuple[str, int | None], set[str]] = {}
+    succeeded: set[tuple[str, int | None]] = set()
+    for event in instance.all_events(run_id):
+        if event.step_key is None:
+            continue
+        attempt = (event.step_key, event.data.get("attempt"))
+        if event.event_type_value == EventType.STEP_OUTPUT.value:
+            outputs.setdefault(attempt, set()).add(event.data["output_name"])
+        elif event.event_type_value == EventType.STEP_SUCCESS.value:
+            succeeded.add(attempt)
+    produced = frozenset(
+        (step, name) for attempt, names in outputs.items() if attempt in succeeded
+        for step, name in ((attempt[0], n) for n in names)
+    )
+    return ParentRun(run_id, produced)

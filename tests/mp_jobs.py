@@ -1,0 +1,154 @@
+"""Jobs for multiprocess-executor tests, loaded by module name in child processes.
+
+Ops record when they start and end in files under ``config.dir`` so tests can check overlap
+from the ops' own timestamps, and rendezvous ops prove parallelism without any timing
+assertion: each waits for its partner's marker file, which only appears if both run at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from orchestrator import Config, In, Nothing, job, multiprocess_executor, op
+
+
+class TraceConfig(Config):
+    dir: str
+    hold: float = 0.05
+
+
+def _trace(config: TraceConfig, name: str, hold: float) -> None:
+    start = time.time()
+    time.sleep(hold)  # the op's "work": long enough for overlaps to be possible
+    end = time.time()
+    Path(config.dir, f"{name}.json").write_text(json.dumps({"start": start, "end": end}))
+
+
+def _traced(name: str, tags: dict[str, str]):  # type: ignore[no-untyped-def]
+    @op(name=name, tags=tags, ins={"after": In(Nothing)})
+    def _op(config: TraceConfig) -> None:
+        _trace(config, name, config.hold)
+
+    return _op
+
+
+def _limited_job(name: str, limits: list[dict], tag_values: list[str]):  # type: ignore[no-untyped-def]
+    ops = [_traced(f"tagged_{i}", {"database": v}) for i, v in enumerate(tag_values)]
+
+    @job(name=name, executor_def=multiprocess_executor.configured(
+        {"max_concurrent": 4, "tag_concurrency_limits": limits}))
+    def _job() -> None:
+        for o in ops:
+            o()
+
+    return _job
+
+
+redshift_limited = _limited_job(
+    "redshift_limited", [{"key": "database", "value": "redshift", "limit": 1}], ["redshift"] * 4
+)
+per_unique_value = _limited_job(
+    "per_unique_value",
+    [{"key": "database", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}],
+    ["redshift", "redshift", "postgres", "postgres"],
+)
+
+
+class RendezvousConfig(Config):
+    dir: str
+    timeout: float = 30.0
+
+
+def _rendezvous(name: str, partner: str):  # type: ignore[no-untyped-def]
+    @op(name=name)
+    def _op(config: RendezvousConfig) -> str:
+        Path(config.dir, name).touch()
+        deadline = time.monotonic() + config.timeout
+        while not Path(config.dir, partner).exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{partner} never ran while {name} was running")
+            time.sleep(0.01)
+        return name
+
+    return _op
+
+
+left, right = _rendezvous("left", "right"), _rendezvous("right", "left")
+
+
+@job(executor_def=multiprocess_executor.configured({"max_concurrent": 2}))
+def parallel_pair() -> None:
+    left()
+    right()
+
+
+@op
+def one() -> int:
+    return 1
+
+
+@op
+def killed(x: int) -> int:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+@op
+def after_killed(x: int) -> int:
+    return x
+
+
+@op
+def survivor(x: int) -> int:
+    return x + 1
+
+
+@job(executor_def=multiprocess_executor)
+def dies_midway() -> None:
+    n = one()
+    after_killed(killed(n))
+    survivor(n)
+
+
+@op
+def exits_hard() -> None:
+    os._exit(3)
+
+
+@job(executor_def=multiprocess_executor)
+def exits_job() -> None:
+    exits_hard()
+
+
+@op
+def unpicklable() -> object:
+    return lambda: None
+
+
+@job(executor_def=multiprocess_executor)
+def unpicklable_job() -> None:
+    unpicklable()
+
+
+@op
+def produce() -> int:
+    return 21
+
+
+@op
+def double(x: int) -> int:
+    return x * 2
+
+
+@job(executor_def=multiprocess_executor.configured({"start_method": {"forkserver": {}}}))
+def forkserver_chain() -> None:
+    double(produce())
+
+
+@job
+def default_executor_chain() -> None:
+    double(produce())

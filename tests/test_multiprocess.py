@@ -1,0 +1,132 @@
+"""The multiprocess executor: per-run limits, parallelism, dead children, IO managers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator import Instance, RunStatus, execute_job, reconstructable
+from tests import mp_jobs
+
+
+def intervals(trace_dir: Path) -> dict[str, tuple[float, float]]:
+    out = {}
+    for f in trace_dir.glob("*.json"):
+        data = json.loads(f.read_text())
+        out[f.stem] = (data["start"], data["end"])
+    return out
+
+
+def overlaps(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def trace_config(job_def, trace_dir: Path) -> dict:  # type: ignore[no-untyped-def]
+    return {"ops": {name: {"config": {"dir": str(trace_dir)}} for name in job_def.op_nodes}}
+
+
+def test_tag_limit_of_one_never_overlaps(tmp_path: Path) -> None:
+    # Given 4 ops tagged database=redshift under a limit of 1, with room for 4 processes
+    result = execute_job(reconstructable(mp_jobs.redshift_limited),
+                         run_config=trace_config(mp_jobs.redshift_limited, tmp_path))
+    # Then all succeed and no two of them ever ran at the same time (by their own clocks)
+    assert result.success
+    spans = intervals(tmp_path)
+    assert len(spans) == 4
+    names = sorted(spans)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not overlaps(spans[a], spans[b]), (a, b, spans)
+    waits = [e for e in result.all_events if e.data.get("kind") == "waiting_for_slot"]
+    assert waits and "database=redshift" in waits[0].message
+
+
+def test_limit_per_unique_value(tmp_path: Path) -> None:
+    result = execute_job(reconstructable(mp_jobs.per_unique_value),
+                         run_config=trace_config(mp_jobs.per_unique_value, tmp_path))
+    assert result.success
+    spans = intervals(tmp_path)
+    # tagged_0/1 are redshift, tagged_2/3 postgres: same value never overlaps
+    assert not overlaps(spans["tagged_0"], spans["tagged_1"])
+    assert not overlaps(spans["tagged_2"], spans["tagged_3"])
+
+
+def test_untagged_ops_run_in_parallel(tmp_path: Path) -> None:
+    # Each op waits for the other's marker: both succeed only if they run at the same time.
+    cfg = {"ops": {n: {"config": {"dir": str(tmp_path)}} for n in ("left", "right")}}
+    result = execute_job(reconstructable(mp_jobs.parallel_pair), run_config=cfg)
+    assert result.success, [e.message for e in result.get_step_failure_events()]
+    assert {result.output_for_node("left"), result.output_for_node("right")} == {"left", "right"}
+
+
+def test_sigkilled_child_fails_only_its_step() -> None:
+    instance = Instance.ephemeral()
+    result = execute_job(reconstructable(mp_jobs.dies_midway), instance=instance)
+    assert not result.success
+    assert result.run.status is RunStatus.FAILURE
+    failures = result.get_step_failure_events()
+    assert [e.step_key for e in failures] == ["killed"]
+    assert "SIGKILL" in failures[0].message
+    assert failures[0].data["exit_code"] == -9
+    assert {e.step_key for e in result.get_step_success_events()} == {"one", "survivor"}
+    assert [e.step_key for e in result.get_step_skipped_events()] == ["after_killed"]
+    assert result.output_for_node("survivor") == 2
+
+
+def test_hard_exit_reports_exit_code() -> None:
+    result = execute_job(reconstructable(mp_jobs.exits_job))
+    (failure,) = result.get_step_failure_events()
+    assert "exit code 3" in failure.message
+
+
+def test_unpicklable_output_names_step_and_output() -> None:
+    result = execute_job(reconstructable(mp_jobs.unpicklable_job))
+    (failure,) = result.get_step_failure_events()
+    assert "'unpicklable'" in failure.message and "'result'" in failure.message
+    assert failure.error is not None and failure.error.cls_name == "OutputStorageError"
+
+
+def test_forkserver_and_fsspec_url(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}/outputs"
+    cfg = {"resources": {"io_manager": {"config": {"base_dir": url}}}}
+    result = execute_job(reconstructable(mp_jobs.forkserver_chain), run_config=cfg)
+    assert result.success
+    assert result.output_for_node("double") == 42
+    stored = list((tmp_path / "outputs" / result.run_id).rglob("*.pickle"))
+    assert {p.parent.name for p in stored} == {"produce", "double"}
+
+
+def test_not_reconstructable_job_gets_a_clear_error() -> None:
+    from orchestrator import ReconstructionError, job, op
+
+    @op
+    def local_op() -> int:
+        return 1
+
+    @job
+    def local_job() -> None:
+        local_op()
+
+    with pytest.raises(ReconstructionError, match="module level"):
+        execute_job(local_job)
+
+
+def test_in_process_switch_by_run_config() -> None:
+    cfg = {"execution": {"config": {"in_process": {}}}}
+    result = execute_job(reconstructable(mp_jobs.default_executor_chain), run_config=cfg)
+    assert result.success
+    assert result.output_for_node("double") == 42
+    # the same job without that config runs its steps in child processes
+    assert execute_job(reconstructable(mp_jobs.default_executor_chain)).success
+
+
+def test_modified_copy_of_a_job_is_not_silently_the_original() -> None:
+    from orchestrator import ReconstructionError, in_process_executor
+
+    copy = mp_jobs.forkserver_chain.with_executor_def(in_process_executor)
+    with pytest.raises(ReconstructionError, match="not a module-level attribute"):
+        reconstructable(copy)
+    subset = mp_jobs.forkserver_chain.get_subset(["produce"])
+    assert reconstructable(subset).pointer.op_selection == ("produce",)
