@@ -65,15 +65,19 @@ class EmbeddedServer:
 
     def _state(self) -> dict[str, int] | None:
         try:
-            return json.loads(self.state_file.read_text())  # type: ignore[no-any-return]
+            state: dict[str, int] = json.loads(self.state_file.read_text())
+            return state
         except (OSError, ValueError):
             return None
 
     @staticmethod
     def _ping(port: int) -> bool:
         try:
-            return bool(redis.Redis(host="127.0.0.1", port=port, socket_timeout=1,
-                                    socket_connect_timeout=1).ping())
+            return bool(
+                redis.Redis(
+                    host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1
+                ).ping()
+            )
         except redis.RedisError:
             return False
 
@@ -101,20 +105,30 @@ class EmbeddedServer:
 
         port = _free_port()
         conf = self.dir / "valkey.conf"
-        conf.write_text("\n".join([
-            f"port {port}",
-            "bind 127.0.0.1",
-            "protected-mode yes",
-            f"dir {self.dir}",
-            "daemonize yes",
-            f"pidfile {self.pid_file}",
-            "logfile valkey.log",
-            "appendonly yes",
-            "appendfsync everysec",
-            'save ""',
-        ]) + "\n")
-        proc = subprocess.run([str(get_binary_path()), str(conf)], cwd=self.dir,
-                              capture_output=True, text=True, timeout=30)
+        conf.write_text(
+            "\n".join(
+                [
+                    f"port {port}",
+                    "bind 127.0.0.1",
+                    "protected-mode yes",
+                    f"dir {self.dir}",
+                    "daemonize yes",
+                    f"pidfile {self.pid_file}",
+                    "logfile valkey.log",
+                    "appendonly yes",
+                    "appendfsync everysec",
+                    'save ""',
+                ]
+            )
+            + "\n"
+        )
+        proc = subprocess.run(
+            [str(get_binary_path()), str(conf)],
+            cwd=self.dir,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         if proc.returncode != 0:
             raise EmbeddedServerError(
                 f"embedded Valkey failed to start: {proc.stderr or proc.stdout} "

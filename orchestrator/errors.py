@@ -56,8 +56,10 @@ class MissingInputError(InvalidInputError):
     """A step input has no source: its upstream op is not selected and nothing else provides it."""
 
 
-class ResourceNotFoundError(InvalidInputError):
-    """An op or hook requires a resource key that the job does not provide."""
+class ResourceNotFoundError(InvalidInputError, AttributeError):
+    """An op or hook requires a resource key that the job does not provide.
+
+    Also an ``AttributeError`` (as Dagster's), so ``hasattr(context.resources, "x")`` works."""
 
 
 class PartitionError(InvalidInputError):

@@ -41,6 +41,11 @@ class SlotArbiter(ABC):
         """Ask for slots. True: granted now. False: pending; the grant shows up in
         :meth:`granted` later."""
 
+    def adopt(self, req: SlotRequest) -> None:
+        """Count an attempt that is already running as holding its slots (a rebuilt loop
+        re-registers its in-flight attempts), even if that puts a limit over its cap."""
+        self.request(req)
+
     @abstractmethod
     def release(self, attempt_id: str) -> None:
         """Free the attempt's slots, or withdraw its pending request. Unknown ids are ignored."""
@@ -53,7 +58,7 @@ class SlotArbiter(ABC):
         """Why an attempt is waiting (limit and holders), for the run's event log."""
         return "waiting for a concurrency slot"
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (connections); slots are released by ``release``."""
 
 
@@ -85,8 +90,9 @@ class LocalArbiter(SlotArbiter):
         max_concurrent: at most this many attempts at once (None or 0: no cap).
     """
 
-    def __init__(self, limits: Sequence[TagConcurrencyLimit] = (),
-                 max_concurrent: int | None = None):
+    def __init__(
+        self, limits: Sequence[TagConcurrencyLimit] = (), max_concurrent: int | None = None
+    ):
         self.limits = list(limits)
         self.max_concurrent = max_concurrent or None
         self._caps = {self._cap_name(lim): lim.limit for lim in self.limits}
@@ -103,9 +109,9 @@ class LocalArbiter(SlotArbiter):
         return f"{lim.key}={lim.value}" if isinstance(lim.value, str) else lim.key
 
     def _cap(self, bucket: str) -> int:
-        if "=*" in bucket:
-            return self._caps[bucket.split("=*", 1)[0] + "=*"]
-        return self._caps[bucket]
+        if bucket in self._caps:  # key-wide or key=value (a value may itself start with '*')
+            return self._caps[bucket]
+        return self._caps[bucket.split("=*", 1)[0] + "=*"]  # per unique value
 
     def buckets_for(self, tags: Mapping[str, str]) -> tuple[str, ...]:
         """The limit counters a step with ``tags`` charges."""
@@ -127,6 +133,16 @@ class LocalArbiter(SlotArbiter):
             self._newly_granted.remove(req.attempt_id)
             return True
         return False
+
+    def adopt(self, req: SlotRequest) -> None:
+        if req.attempt_id in self._held:
+            return
+        self._waiting.pop(req.attempt_id, None)
+        buckets = self.buckets_for(req.tags)
+        for b in buckets:
+            self._counts[b] += 1
+        self._counts["*total*"] += 1
+        self._held[req.attempt_id] = buckets
 
     def release(self, attempt_id: str) -> None:
         if self._waiting.pop(attempt_id, None) is not None:

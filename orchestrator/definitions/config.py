@@ -90,7 +90,7 @@ def _model_for_dict(schema: Mapping[str, Any], name: str) -> type[BaseModel]:
             fields[key] = (annotation, pydantic.Field(default, description=entry.description))
         else:
             fields[key] = (_annotation_for(entry, f"{name}_{key}"), ...)
-    return pydantic.create_model(  # type: ignore[call-overload,no-any-return]
+    return pydantic.create_model(
         f"{name}_config", __config__=ConfigDict(extra="forbid", strict=True), **fields
     )
 
@@ -166,8 +166,9 @@ def as_config_schema(schema: Any, name: str = "op") -> ConfigSchema | None:
             default = None
         return ConfigSchema(inner.model, inner.adapter, inner.user_class, default)
     try:
-        return ConfigSchema(model=None, adapter=TypeAdapter(_annotation_for(schema, name)),
-                            user_class=False)
+        return ConfigSchema(
+            model=None, adapter=TypeAdapter(_annotation_for(schema, name)), user_class=False
+        )
     except (TypeError, pydantic.PydanticSchemaGenerationError) as exc:
         raise DefinitionError(f"{name}: unsupported config schema {schema!r}: {exc}") from exc
 
@@ -284,7 +285,7 @@ def run_config_to_dict(run_config: RunConfig | Mapping[str, Any] | None) -> dict
         out["ops"] = {k: _node_config(v) for k, v in out["ops"].items()}
     if "resources" in out and isinstance(out["resources"], Mapping):
         out["resources"] = {k: _node_config(v) for k, v in out["resources"].items()}
-    return to_plain(out)  # type: ignore[no-any-return]
+    return dict(to_plain(out))
 
 
 class ConfigMapping:
@@ -318,9 +319,7 @@ class ConfigMapping:
         return run_config_to_dict(mapped)
 
 
-def config_mapping(
-    fn: Callable[[Any], Any] | None = None, *, config_schema: Any = None
-) -> Any:
+def config_mapping(fn: Callable[[Any], Any] | None = None, *, config_schema: Any = None) -> Any:
     """Decorator making a :class:`ConfigMapping`; the schema defaults to the parameter's
     ``Config`` annotation."""
 

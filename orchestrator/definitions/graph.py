@@ -106,22 +106,27 @@ class _Composition:
                     "output from another graph body"
                 )
             return value.ref
-        if isinstance(value, list | tuple) and value and all(
-            isinstance(v, _InvokedOutput) for v in value
+        if (
+            isinstance(value, list | tuple)
+            and value
+            and all(isinstance(v, _InvokedOutput) for v in value)
         ):
-            return tuple(self._connection(node, input_name, v) for v in value)  # type: ignore[misc]
+            refs = [self._connection(node, input_name, v) for v in value]
+            return tuple(refs)  # type: ignore[arg-type]
         raise DefinitionError(
             f"graph {self.graph_name!r}: input {input_name!r} of {node!r} must be the output of "
             f"another op or graph (or a list of them), got {value!r}. Constant values go in run "
             "config ('inputs') or input_values."
         )
 
-    def invoke(self, invocation: PendingInvocation, args: Sequence[Any],
-               kwargs: Mapping[str, Any]) -> Any:
+    def invoke(
+        self, invocation: PendingInvocation, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> Any:
         definition = invocation.node_def
         name = self._node_name(invocation)
         input_names = (
-            list(definition.input_params) if isinstance(definition, OpDefinition)
+            list(definition.input_params)
+            if isinstance(definition, OpDefinition)
             else list(definition.input_defs)
         )
         if isinstance(definition, OpDefinition):
@@ -154,12 +159,13 @@ class _Composition:
             return handles[0]
         if not handles:
             return None
-        return namedtuple(f"{definition.name}_outputs", outputs)(*handles)  # type: ignore[misc]
+        outputs_type = namedtuple(f"{definition.name}_outputs", outputs)  # type: ignore[misc]
+        return outputs_type(*handles)
 
 
-def compose(name: str, fn: Callable[..., Any], input_names: Sequence[str]) -> tuple[
-    dict[str, Node], Any, _Composition
-]:
+def compose(
+    name: str, fn: Callable[..., Any], input_names: Sequence[str]
+) -> tuple[dict[str, Node], Any, _Composition]:
     """Evaluate a graph body; returns its nodes, its return value and the composition."""
     composition = _Composition(name)
     stack = getattr(_local, "stack", None)

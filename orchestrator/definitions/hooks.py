@@ -35,6 +35,13 @@ class HookContext:
     op_config: Any = None
     run_tags: dict[str, str] | None = None
 
+    @property
+    def op(self) -> Any:
+        """The op invocation, as Dagster's ``context.op``: ``.name`` is its node name."""
+        from types import SimpleNamespace
+
+        return SimpleNamespace(name=self.op_handle.rsplit(".", 1)[-1])
+
 
 @dataclass(frozen=True, eq=False)
 class HookDefinition:
@@ -61,8 +68,12 @@ class HookDefinition:
         return self.hook_fn(*args, **kwargs)
 
 
-def _hook(on: str, fn: Callable[..., Any] | None, name: str | None,
-          required_resource_keys: set[str] | None) -> Any:
+def _hook(
+    on: str,
+    fn: Callable[..., Any] | None,
+    name: str | None,
+    required_resource_keys: set[str] | None,
+) -> Any:
     def wrap(f: Callable[..., Any]) -> HookDefinition:
         takes_context = len(inspect.signature(f).parameters) > 0
         impl: Callable[[HookContext], Any] = f if takes_context else (lambda _ctx: f())

@@ -117,8 +117,14 @@ class JobDefinition:
         out: dict[str, OpNode] = {}
         for node in nodes:
             if node.retry_policy is None and self.op_retry_policy is not None:
-                node = OpNode(node.handle, node.op_def, node.inputs, node.tags, node.hook_defs,
-                              self.op_retry_policy)
+                node = OpNode(
+                    node.handle,
+                    node.op_def,
+                    node.inputs,
+                    node.tags,
+                    node.hook_defs,
+                    self.op_retry_policy,
+                )
             out[node.handle] = node
         return out
 

@@ -40,7 +40,9 @@ class LoggerDefinition:
 
 
 def logger(
-    fn: Callable[..., Any] | None = None, *, config_schema: Any = None,
+    fn: Callable[..., Any] | None = None,
+    *,
+    config_schema: Any = None,
     description: str | None = None,
 ) -> Any:
     """Decorator turning ``fn(init_context) -> logging.Logger`` into a ``LoggerDefinition``."""

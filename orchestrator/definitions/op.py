@@ -18,7 +18,7 @@ from orchestrator.definitions.retry import RetryPolicy
 from orchestrator.errors import DefinitionError
 
 if TYPE_CHECKING:
-    from orchestrator.definitions.graph import GraphDefinition
+    pass
 
 NodeDefinition = "OpDefinition | GraphDefinition"
 

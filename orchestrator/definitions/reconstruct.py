@@ -229,7 +229,7 @@ class ReconstructableJob:
 
     @property
     def job_name(self) -> str:
-        return self.get_definition().name  # type: ignore[no-any-return]
+        return str(self.get_definition().name)
 
     def get_definition(self) -> Any:
         """The job (loaded through the pointer on first use)."""
@@ -299,16 +299,18 @@ def reconstructable(target: Any) -> ReconstructableJob:
         base = target._subset_of or target
         for attr, value in vars(module).items():
             if value is base:
-                pointer = JobPointer(location, attr, job_name=target.name,
-                                     op_selection=_sel(target))
+                pointer = JobPointer(
+                    location, attr, job_name=target.name, op_selection=_sel(target)
+                )
                 return ReconstructableJob(pointer, target)
         for attr, value in vars(module).items():
             if isinstance(value, Definitions) and any(
                 j is base or j._subset_of is base or base._subset_of is j
                 for j in value._jobs.values()
             ):
-                pointer = JobPointer(location, attr, job_name=target.name,
-                                     op_selection=_sel(target))
+                pointer = JobPointer(
+                    location, attr, job_name=target.name, op_selection=_sel(target)
+                )
                 return ReconstructableJob(pointer, target)
         raise ReconstructionError(
             f"job {target.name!r} is not a module-level attribute of {location} (was it made "

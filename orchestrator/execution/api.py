@@ -14,7 +14,7 @@ from orchestrator.definitions.op import normalize_tags
 from orchestrator.definitions.resources import ResourceDefinition, as_resource_definitions
 from orchestrator.errors import InvalidInputError, RunFailedError
 from orchestrator.execution.context import RunContext
-from orchestrator.execution.driver import drive_run
+from orchestrator.execution.driver import drive_run, fail_run
 from orchestrator.execution.loop import ExecutionLoop
 from orchestrator.execution.resource_scope import ResourceScope
 from orchestrator.execution.result import ExecuteInProcessResult
@@ -40,8 +40,9 @@ class PreparedRun:
     resource_defs: dict[str, ResourceDefinition]
 
 
-def run_tags_for(job: JobDefinition, partition_key: str | None,
-                 tags: Mapping[str, Any] | None) -> dict[str, str]:
+def run_tags_for(
+    job: JobDefinition, partition_key: str | None, tags: Mapping[str, Any] | None
+) -> dict[str, str]:
     """Job run tags, then partition tags, then tags given at launch (later ones win)."""
     out = dict(job.run_tags)
     if partition_key is not None and job.partitioned_config is not None:
@@ -73,8 +74,9 @@ def prepare_run(
     if in_memory_io and not job.has_specified_io_manager and "io_manager" not in (resources or {}):
         resource_defs["io_manager"] = mem_io_manager
     run_tags = run_tags_for(job, partition_key, tags)
-    plan, resolved = build_plan(job, run_config, partition_key, resource_defs, input_values,
-                                run_tags, parent)
+    plan, resolved = build_plan(
+        job, run_config, partition_key, resource_defs, input_values, run_tags, parent
+    )
     parent_record = instance.get_run(parent.run_id) if parent else None
     if parent_record is not None:
         run_tags[PARENT_RUN_TAG] = parent_record.run_id
@@ -95,7 +97,9 @@ def prepare_run(
     return PreparedRun(job, plan, resolved, record, resource_defs)
 
 
-def build_loggers(job: JobDefinition, resolved: ResolvedConfig, run_id: str) -> list[logging.Logger]:
+def build_loggers(
+    job: JobDefinition, resolved: ResolvedConfig, run_id: str
+) -> list[logging.Logger]:
     loggers = []
     for name, definition in job.loggers.items():
         ctx = InitLoggerContext(resolved.logger_config.get(name), run_id, job.name)
@@ -116,7 +120,8 @@ def run_prepared(
     job = prepared.job
     scope = (
         ResourceScope(prepared.resource_defs, prepared.plan.resource_config, record.run_id)
-        if run_scoped_resources else None
+        if run_scoped_resources
+        else None
     )
     ctx = RunContext(
         run_id=record.run_id,
@@ -153,24 +158,40 @@ def execute_in_process(
 
     instance = instance or Instance.ephemeral()
     prepared = prepare_run(
-        job, instance=instance, run_config=run_config, partition_key=partition_key,
-        op_selection=op_selection, input_values=input_values, resources=resources, tags=tags,
-        run_id=run_id, in_memory_io=True,
+        job,
+        instance=instance,
+        run_config=run_config,
+        partition_key=partition_key,
+        op_selection=op_selection,
+        input_values=input_values,
+        resources=resources,
+        tags=tags,
+        run_id=run_id,
+        in_memory_io=True,
     )
     executor = InProcessExecutor()
-    loop, scope = run_prepared(prepared, executor, instance, input_values=input_values,
-                               run_scoped_resources=True)
+    loop, scope = run_prepared(
+        prepared, executor, instance, input_values=input_values, run_scoped_resources=True
+    )
     assert scope is not None
     io_keys = {s.key: {o.name: o.io_manager_key for o in s.outputs} for s in prepared.plan.steps}
     run_id_ = prepared.record.run_id
 
     def load(step_key: str, output: str) -> Any:
         manager = scope.get(io_keys[step_key][output])
-        return manager.load_input(InputContext(output, step_key, run_id_,
-                                               OutputContext(run_id_, step_key, output)))
+        return manager.load_input(
+            InputContext(output, step_key, run_id_, OutputContext(run_id_, step_key, output))
+        )
 
-    result = ExecuteInProcessResult(run_id_, prepared.job.name, instance, load, loop.succeeded,
-                                    _produced(loop))
+    result = ExecuteInProcessResult(
+        run_id_,
+        prepared.job.name,
+        instance,
+        load,
+        loop.succeeded,
+        _produced(loop),
+        prepared.job.graph_def,
+    )
     # Teardown runs generator clean-up; built values (the in-memory IO manager holding the
     # outputs) stay readable for output_for_node.
     scope.teardown()
@@ -180,8 +201,11 @@ def execute_in_process(
 
 
 def _produced(loop: ExecutionLoop) -> dict[str, set[str]]:
-    return {k: set(v) for k, v in loop.produced.items()
-            if loop.state[k].value in ("succeeded", "failed")}
+    return {
+        k: set(v)
+        for k, v in loop.produced.items()
+        if loop.state[k].value in ("succeeded", "failed")
+    }
 
 
 def _raise_first_failure(result: ExecuteInProcessResult, outcomes: Mapping[str, Any]) -> None:
@@ -238,8 +262,9 @@ def execute_job(
         run_config = run_config if run_config is not None else dict(record.run_config)
         op_selection = op_selection or list(reexecution_options.step_selection) or None
         partition_key = partition_key or record.partition_key
-        inherited = {k: v for k, v in record.tags.items() if k not in (PARENT_RUN_TAG,
-                                                                          ROOT_RUN_TAG)}
+        inherited = {
+            k: v for k, v in record.tags.items() if k not in (PARENT_RUN_TAG, ROOT_RUN_TAG)
+        }
         tags = {**inherited, **normalize_tags(tags)}
         parent = parent_outputs(instance, record.run_id)
     recon = reconstructable(job)
@@ -248,24 +273,44 @@ def execute_job(
     job_def = recon.get_definition()
     instance = instance or Instance.ephemeral()
     prepared = prepare_run(
-        job_def, instance=instance, run_config=run_config, partition_key=partition_key,
-        tags=tags, run_id=run_id, pointer=recon.pointer.to_dict(), parent=parent,
+        job_def,
+        instance=instance,
+        run_config=run_config,
+        partition_key=partition_key,
+        tags=tags,
+        run_id=run_id,
+        pointer=recon.pointer.to_dict(),
+        parent=parent,
     )
-    executor = job_def.executor_def.build(prepared.resolved.executor_config)
-    loop, scope = run_prepared(prepared, executor, instance,
-                               run_scoped_resources=executor.in_process)
-    reader = scope or ResourceScope(prepared.resource_defs, prepared.plan.resource_config,
-                                    prepared.record.run_id)
+    try:
+        executor = job_def.executor_def.build(prepared.resolved.executor_config)
+    except Exception as exc:
+        fail_run(instance, prepared.record.run_id, exc)
+        raise
+    loop, scope = run_prepared(
+        prepared, executor, instance, run_scoped_resources=executor.in_process
+    )
+    reader = scope or ResourceScope(
+        prepared.resource_defs, prepared.plan.resource_config, prepared.record.run_id
+    )
     io_keys = {s.key: {o.name: o.io_manager_key for o in s.outputs} for s in prepared.plan.steps}
     run_id_ = prepared.record.run_id
 
     def load(step_key: str, output: str) -> Any:
         manager = reader.get(io_keys[step_key][output])
-        return manager.load_input(InputContext(output, step_key, run_id_,
-                                               OutputContext(run_id_, step_key, output)))
+        return manager.load_input(
+            InputContext(output, step_key, run_id_, OutputContext(run_id_, step_key, output))
+        )
 
-    result = ExecuteInProcessResult(run_id_, job_def.name, instance, load, loop.succeeded,
-                                    _produced(loop))
+    result = ExecuteInProcessResult(
+        run_id_,
+        job_def.name,
+        instance,
+        load,
+        loop.succeeded,
+        _produced(loop),
+        prepared.job.graph_def,
+    )
     if scope is not None:
         scope.teardown()
     if raise_on_error and not loop.succeeded:

@@ -36,7 +36,7 @@ class RunContext:
     job: JobDefinition
     plan: ExecutionPlan
     run_tags: Mapping[str, str]
-    emit: Callable[[Event], None]
+    emit: Callable[[Event], object]
     input_values: Mapping[str, Any] = field(default_factory=dict)
     retries_enabled: bool = True
     resources: ResourceScope | None = None
@@ -52,8 +52,13 @@ class RunContext:
 class LogManager:
     """``context.log``: writes to the run's loggers and records a LOG_MESSAGE event."""
 
-    def __init__(self, run_id: str, step_key: str | None, loggers: list[logging.Logger],
-                 emit: Callable[[Event], None] | None):
+    def __init__(
+        self,
+        run_id: str,
+        step_key: str | None,
+        loggers: list[logging.Logger],
+        emit: Callable[[Event], object] | None,
+    ):
         self.run_id = run_id
         self.step_key = step_key
         self.loggers = loggers or [logging.getLogger("orchestrator")]
@@ -65,8 +70,15 @@ class LogManager:
         for lg in self.loggers:
             lg.log(level, prefix + text, **kwargs)
         if self._emit is not None:
-            self._emit(make_event(EventType.LOG_MESSAGE, self.run_id, text, step_key=self.step_key,
-                                  level=logging.getLevelName(level)))
+            self._emit(
+                make_event(
+                    EventType.LOG_MESSAGE,
+                    self.run_id,
+                    text,
+                    step_key=self.step_key,
+                    level=logging.getLevelName(level),
+                )
+            )
 
     def debug(self, msg: str, *args: Any, **kw: Any) -> None:
         self.log(logging.DEBUG, msg, *args, **kw)

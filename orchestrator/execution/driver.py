@@ -10,12 +10,26 @@ from orchestrator.execution.context import RunContext
 from orchestrator.execution.events import ErrorInfo, Event, EventType, make_event
 from orchestrator.execution.loop import ExecutionLoop
 from orchestrator.executors.base import Executor
+from orchestrator.storage.base import Instance
+
+
+def fail_run(instance: Instance, run_id: str, exc: BaseException) -> None:
+    """Store RUN_FAILURE for a run that could not be driven at all (so it never stays QUEUED)."""
+    info = ErrorInfo.from_exception(exc)
+    instance.store_event(
+        make_event(
+            EventType.RUN_FAILURE,
+            run_id,
+            f"Run failed in the engine: {info.cls_name}: {info.message}",
+            error=info.to_dict(),
+        )
+    )
 
 
 def drive_run(
     ctx: RunContext,
     executor: Executor,
-    instance: object,
+    instance: Instance,
     *,
     loop: ExecutionLoop | None = None,
     clock: Callable[[], float] = time.time,
@@ -27,14 +41,17 @@ def drive_run(
     RUN_FAILURE or RUN_CANCELED. An error in the machinery itself (not in an op) fails the
     run with that error rather than leaving it hanging, and is re-raised.
     """
-    store: Callable[[Event], object] = instance.store_event  # type: ignore[attr-defined]
+    store: Callable[[Event], object] = instance.store_event
     arbiter = executor.make_arbiter(ctx)
     if loop is None:
         loop = ExecutionLoop(ctx.plan, ctx.run_id, arbiter)
     else:
-        loop.arbiter = arbiter
-    store(make_event(EventType.RUN_START, ctx.run_id,
-                     f"Started execution of run for {ctx.plan.job_name!r}"))
+        loop.attach_arbiter(arbiter)
+    store(
+        make_event(
+            EventType.RUN_START, ctx.run_id, f"Started execution of run for {ctx.plan.job_name!r}"
+        )
+    )
     started = time.perf_counter()
     try:
         executor.start(ctx)
@@ -56,25 +73,32 @@ def drive_run(
                     store(event)
                 loop.handle(event)
     except BaseException as exc:
-        info = ErrorInfo.from_exception(exc)
-        store(make_event(EventType.RUN_FAILURE, ctx.run_id,
-                         f"Run failed in the engine: {info.cls_name}: {info.message}",
-                         error=info.to_dict()))
+        fail_run(instance, ctx.run_id, exc)
         raise
     finally:
         executor.close()
         arbiter.close()
     duration = round((time.perf_counter() - started) * 1000, 3)
     if loop.canceled:
-        store(make_event(EventType.RUN_CANCELED, ctx.run_id, "Run canceled",
-                         duration_ms=duration))
+        store(make_event(EventType.RUN_CANCELED, ctx.run_id, "Run canceled", duration_ms=duration))
     elif loop.succeeded:
-        store(make_event(EventType.RUN_SUCCESS, ctx.run_id,
-                         f"Finished execution of run for {ctx.plan.job_name!r}",
-                         duration_ms=duration))
+        store(
+            make_event(
+                EventType.RUN_SUCCESS,
+                ctx.run_id,
+                f"Finished execution of run for {ctx.plan.job_name!r}",
+                duration_ms=duration,
+            )
+        )
     else:
         failed = [k for k, s in loop.summary().items() if s == "failed"]
-        store(make_event(EventType.RUN_FAILURE, ctx.run_id,
-                         f"Execution of run for {ctx.plan.job_name!r} failed: steps {failed}",
-                         duration_ms=duration, failed_steps=failed))
+        store(
+            make_event(
+                EventType.RUN_FAILURE,
+                ctx.run_id,
+                f"Execution of run for {ctx.plan.job_name!r} failed: steps {failed}",
+                duration_ms=duration,
+                failed_steps=failed,
+            )
+        )
     return loop

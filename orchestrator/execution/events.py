@@ -6,11 +6,11 @@ import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class EventType(str, Enum):
+class EventType(StrEnum):
     """Event types; values are Dagster's names verbatim (plus LOG_MESSAGE for log lines)."""
 
     RUN_ENQUEUED = "RUN_ENQUEUED"
@@ -37,9 +37,7 @@ class EventType(str, Enum):
     LOG_MESSAGE = "LOG_MESSAGE"
 
 
-STEP_TERMINAL = frozenset(
-    {EventType.STEP_SUCCESS, EventType.STEP_FAILURE, EventType.STEP_SKIPPED}
-)
+STEP_TERMINAL = frozenset({EventType.STEP_SUCCESS, EventType.STEP_FAILURE, EventType.STEP_SKIPPED})
 RUN_TERMINAL = frozenset({EventType.RUN_SUCCESS, EventType.RUN_FAILURE, EventType.RUN_CANCELED})
 
 
@@ -73,8 +71,12 @@ class ErrorInfo:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ErrorInfo:
         cause = data.get("cause")
-        return cls(data["cls_name"], data["message"], data["stack"],
-                   cls.from_dict(cause) if cause else None)
+        return cls(
+            data["cls_name"],
+            data["message"],
+            data["stack"],
+            cls.from_dict(cause) if cause else None,
+        )
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from orchestrator.concurrency.limits import SlotArbiter, SlotRequest
@@ -31,7 +31,7 @@ WAITING_FOR_SLOT = "waiting_for_slot"
 ATTEMPT_LOST = "attempt_lost"
 
 
-class StepState(str, Enum):
+class StepState(StrEnum):
     PENDING = "pending"  # some upstream step has not finished
     READY = "ready"  # upstream done; asks for slots on the next tick
     WAITING_SLOT = "waiting_slot"  # asked the arbiter; no grant yet
@@ -99,8 +99,9 @@ class ExecutionLoop:
         max_lost_attempts: attempts lost to dead workers before the step fails.
     """
 
-    def __init__(self, plan: ExecutionPlan, run_id: str, arbiter: SlotArbiter,
-                 max_lost_attempts: int = 3):
+    def __init__(
+        self, plan: ExecutionPlan, run_id: str, arbiter: SlotArbiter, max_lost_attempts: int = 3
+    ):
         self.plan = plan
         self.run_id = run_id
         self.arbiter = arbiter
@@ -118,8 +119,14 @@ class ExecutionLoop:
     # -- inputs ---------------------------------------------------------------------------
 
     @classmethod
-    def from_events(cls, plan: ExecutionPlan, run_id: str, arbiter: SlotArbiter,
-                    events: Iterable[Event], max_lost_attempts: int = 3) -> ExecutionLoop:
+    def from_events(
+        cls,
+        plan: ExecutionPlan,
+        run_id: str,
+        arbiter: SlotArbiter,
+        events: Iterable[Event],
+        max_lost_attempts: int = 3,
+    ) -> ExecutionLoop:
         """Rebuild a loop from a run's stored event log (a restarted coordinator resumes so).
 
         Steps that were waiting for slots ask again; in-flight steps stay in flight under
@@ -132,7 +139,24 @@ class ExecutionLoop:
             if state is StepState.WAITING_SLOT:
                 loop.state[key] = StepState.READY
                 loop.attempt[key] -= 1
+        loop.attach_arbiter(arbiter)
         return loop
+
+    def attach_arbiter(self, arbiter: SlotArbiter) -> None:
+        """Use ``arbiter`` from now on; in-flight attempts are counted as holding slots."""
+        self.arbiter = arbiter
+        for key, state in self.state.items():
+            if state is StepState.IN_FLIGHT:
+                step = self.plan.step(key)
+                arbiter.adopt(
+                    SlotRequest(
+                        self.current_attempt_id(key),
+                        self.run_id,
+                        key,
+                        dict(step.tags),
+                        step.priority,
+                    )
+                )
 
     def current_attempt_id(self, step_key: str) -> str:
         return attempt_id_for(self.run_id, step_key, self.attempt[step_key])
@@ -150,6 +174,7 @@ class ExecutionLoop:
             if kind in (LAUNCHED, WAITING_FOR_SLOT) and attempt is not None:
                 self.attempt[key] = max(self.attempt[key], attempt)
                 self._by_attempt[attempt_id_for(self.run_id, key, attempt)] = key
+                self.retry_at.pop(key, None)  # a retry's new attempt has begun (rebuilds)
                 self.state[key] = (
                     StepState.IN_FLIGHT if kind == LAUNCHED else StepState.WAITING_SLOT
                 )
@@ -187,19 +212,25 @@ class ExecutionLoop:
         self._release(step_key)
         if self.lost[step_key] + 1 >= self.max_lost_attempts:
             event = make_event(
-                EventType.STEP_FAILURE, self.run_id,
+                EventType.STEP_FAILURE,
+                self.run_id,
                 f"Step {step_key!r} lost {self.max_lost_attempts} attempts (last: {reason}); "
                 "giving up (max_lost_attempts)",
-                step_key=step_key, timestamp=now, attempt=attempt,
-                error={"cls_name": "StepLostError", "message": reason, "stack": "",
-                       "cause": None},
+                step_key=step_key,
+                timestamp=now,
+                attempt=attempt,
+                error={"cls_name": "StepLostError", "message": reason, "stack": "", "cause": None},
             )
             self.handle(event)
             return event
         event = make_event(
-            EventType.ENGINE_EVENT, self.run_id,
+            EventType.ENGINE_EVENT,
+            self.run_id,
             f"Attempt {attempt} of step {step_key!r} was lost ({reason}); starting a new one",
-            step_key=step_key, timestamp=now, kind=ATTEMPT_LOST, attempt=attempt,
+            step_key=step_key,
+            timestamp=now,
+            kind=ATTEMPT_LOST,
+            attempt=attempt,
         )
         self.handle(event)
         return event
@@ -236,16 +267,23 @@ class ExecutionLoop:
         for key in ready:
             self._ask_for_slots(key, now, out)
         for attempt_id in self.arbiter.granted():
-            key = self._by_attempt.get(attempt_id)
-            if key is not None and self.state[key] is StepState.WAITING_SLOT and (
-                attempt_id == self.current_attempt_id(key)
+            granted_key = self._by_attempt.get(attempt_id)
+            if (
+                granted_key is not None
+                and self.state[granted_key] is StepState.WAITING_SLOT
+                and (attempt_id == self.current_attempt_id(granted_key))
             ):
-                self._launch(key, now, out)
+                self._launch(granted_key, now, out)
         out.launch.sort(key=lambda launch: -launch.priority)
         out.wake_at = min(self.retry_at.values(), default=None)
         out.done = all(s in TERMINAL for s in self.state.values())
-        if not out.done and not out.launch and out.wake_at is None and not any(
-            s in (StepState.IN_FLIGHT, StepState.WAITING_SLOT) for s in self.state.values()
+        if (
+            not out.done
+            and not out.launch
+            and out.wake_at is None
+            and not any(
+                s in (StepState.IN_FLIGHT, StepState.WAITING_SLOT) for s in self.state.values()
+            )
         ):
             stuck = [k for k, s in self.state.items() if s not in TERMINAL]
             raise LoopStalledError(f"steps {stuck} can never run; nothing is in flight")
@@ -263,10 +301,15 @@ class ExecutionLoop:
                 self.state[step.key] = StepState.READY
             else:
                 self.state[step.key] = StepState.SKIPPED
-                out.events.append(make_event(
-                    EventType.STEP_SKIPPED, self.run_id, f"Skipping step {step.key!r}: {reason}",
-                    step_key=step.key, timestamp=now,
-                ))
+                out.events.append(
+                    make_event(
+                        EventType.STEP_SKIPPED,
+                        self.run_id,
+                        f"Skipping step {step.key!r}: {reason}",
+                        step_key=step.key,
+                        timestamp=now,
+                    )
+                )
 
     def _skip_reason(self, step: ExecutionStep) -> str | None:
         for step_input in step.inputs:
@@ -279,8 +322,10 @@ class ExecutionLoop:
                     return f"upstream step {src.step_key!r} failed"
                 if state is StepState.SKIPPED:
                     missing.append(f"upstream step {src.step_key!r} was skipped")
-                elif (step_input.kind is InputKind.STEP_OUTPUT
-                      and src.output_name not in self.produced[src.step_key]):
+                elif (
+                    step_input.kind is InputKind.STEP_OUTPUT
+                    and src.output_name not in self.produced[src.step_key]
+                ):
                     missing.append(
                         f"output {src.output_name!r} of {src.step_key!r} was not produced"
                     )
@@ -298,23 +343,39 @@ class ExecutionLoop:
             self._launch(key, now, out)
             return
         self.state[key] = StepState.WAITING_SLOT
-        out.events.append(make_event(
-            EventType.ENGINE_EVENT, self.run_id,
-            f"Step {key!r} {self.arbiter.describe_wait(attempt_id)}",
-            step_key=key, timestamp=now, kind=WAITING_FOR_SLOT, attempt=self.attempt[key],
-        ))
+        out.events.append(
+            make_event(
+                EventType.ENGINE_EVENT,
+                self.run_id,
+                f"Step {key!r} {self.arbiter.describe_wait(attempt_id)}",
+                step_key=key,
+                timestamp=now,
+                kind=WAITING_FOR_SLOT,
+                attempt=self.attempt[key],
+            )
+        )
 
     def _launch(self, key: str, now: float, out: Tick) -> None:
         step = self.plan.step(key)
         attempt = self.attempt[key]
         self.state[key] = StepState.IN_FLIGHT
         self.produced[key] = set()
-        out.launch.append(Launch(self.run_id, key, attempt, self.current_attempt_id(key),
-                                 step.priority, step.queue))
-        out.events.append(make_event(
-            EventType.ENGINE_EVENT, self.run_id, f"Launching step {key!r} (attempt {attempt})",
-            step_key=key, timestamp=now, kind=LAUNCHED, attempt=attempt,
-        ))
+        out.launch.append(
+            Launch(
+                self.run_id, key, attempt, self.current_attempt_id(key), step.priority, step.queue
+            )
+        )
+        out.events.append(
+            make_event(
+                EventType.ENGINE_EVENT,
+                self.run_id,
+                f"Launching step {key!r} (attempt {attempt})",
+                step_key=key,
+                timestamp=now,
+                kind=LAUNCHED,
+                attempt=attempt,
+            )
+        )
 
     def _release(self, key: str) -> None:
         if self.attempt[key]:
@@ -328,8 +389,9 @@ class ExecutionLoop:
     # -- queries ----------------------------------------------------------------------------
 
     def in_flight_attempts(self) -> list[str]:
-        return [self.current_attempt_id(k) for k, s in self.state.items()
-                if s is StepState.IN_FLIGHT]
+        return [
+            self.current_attempt_id(k) for k, s in self.state.items() if s is StepState.IN_FLIGHT
+        ]
 
     def abandon(self, attempt_id: str) -> None:
         """Forget an in-flight attempt after cancellation (its process was terminated)."""
@@ -340,8 +402,9 @@ class ExecutionLoop:
 
     @property
     def succeeded(self) -> bool:
-        return all(s in (StepState.SUCCEEDED, StepState.SKIPPED) for s in self.state.values()) \
-            and not any(s is StepState.FAILED for s in self.state.values())
+        return all(
+            s in (StepState.SUCCEEDED, StepState.SKIPPED) for s in self.state.values()
+        ) and not any(s is StepState.FAILED for s in self.state.values())
 
     def summary(self) -> dict[str, Any]:
         return {k: s.value for k, s in self.state.items()}

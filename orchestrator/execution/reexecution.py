@@ -37,7 +37,8 @@ class ReexecutionOptions:
             raise InvalidInputError(f"run {run_id} is {parent.status}; wait for it to finish")
         job = parent_job(parent).get_definition()
         succeeded = {
-            e.step_key for e in instance.all_events(run_id)
+            e.step_key
+            for e in instance.all_events(run_id)
             if e.event_type_value == EventType.STEP_SUCCESS.value
         }
         todo = [k for k in job.op_nodes if k not in succeeded]
@@ -65,8 +66,16 @@ def parent_job(record: RunRecord) -> ReconstructableJob:
             "re-execute it with execute_job(reconstructable(job), reexecution_options=...)"
         )
     pointer = JobPointer.from_dict(record.pointer)
-    return ReconstructableJob(JobPointer(pointer.location, pointer.attribute, pointer.job_name,
-                                         pointer.call, pointer.args, pointer.kwargs))
+    return ReconstructableJob(
+        JobPointer(
+            pointer.location,
+            pointer.attribute,
+            pointer.job_name,
+            pointer.call,
+            pointer.args,
+            pointer.kwargs,
+        )
+    )
 
 
 def parent_outputs(instance: Instance, run_id: str) -> ParentRun:
@@ -82,7 +91,9 @@ def parent_outputs(instance: Instance, run_id: str) -> ParentRun:
         elif event.event_type_value == EventType.STEP_SUCCESS.value:
             succeeded.add(attempt)
     produced = frozenset(
-        (step, name) for attempt, names in outputs.items() if attempt in succeeded
+        (step, name)
+        for attempt, names in outputs.items()
+        if attempt in succeeded
         for step, name in ((attempt[0], n) for n in names)
     )
     return ParentRun(run_id, produced)

@@ -47,15 +47,19 @@ class ResourceScope:
         log: logger given to resource functions.
     """
 
-    def __init__(self, definitions: Mapping[str, ResourceDefinition],
-                 config: Mapping[str, Any], run_id: str | None,
-                 log: logging.Logger | None = None):
+    def __init__(
+        self,
+        definitions: Mapping[str, ResourceDefinition],
+        config: Mapping[str, Any],
+        run_id: str | None,
+        log: logging.Logger | None = None,
+    ):
         self.definitions = definitions
         self.config = config
         self.run_id = run_id
         self.log = log or logging.getLogger("orchestrator")
         self._built: dict[str, Any] = {}
-        self._generators: list[tuple[str, Generator[Any, None, None]]] = []
+        self._generators: list[tuple[str, Generator[Any, Any, Any]]] = []
 
     def get(self, key: str) -> Any:
         if key in self._built:
@@ -74,8 +78,9 @@ class ResourceScope:
                 from orchestrator.errors import ConfigError
 
                 raise ConfigError(problems)
-        ctx = InitResourceContext(resource_config=value, resources=deps, run_id=self.run_id,
-                                  log=self.log)
+        ctx = InitResourceContext(
+            resource_config=value, resources=deps, run_id=self.run_id, log=self.log
+        )
         with user_code_boundary(f"initialization of resource {key!r}"):
             result = definition.resource_fn(ctx)
             if inspect.isgenerator(result):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -19,19 +20,27 @@ class ExecuteInProcessResult:
         all_events: every event of the run, oldest first.
     """
 
-    def __init__(self, run_id: str, job_name: str, instance: Any,
-                 load_output: Callable[[str, str], Any], success: bool,
-                 produced: dict[str, set[str]]):
+    def __init__(
+        self,
+        run_id: str,
+        job_name: str,
+        instance: Any,
+        load_output: Callable[[str, str], Any],
+        success: bool,
+        produced: dict[str, set[str]],
+        graph: Any = None,
+    ):
         self.run_id = run_id
         self.job_name = job_name
         self._instance = instance
         self._load_output = load_output
         self.success = success
         self._produced = produced
+        self._graph = graph
 
     @property
     def all_events(self) -> list[Event]:
-        return self._instance.all_events(self.run_id)  # type: ignore[no-any-return]
+        return list(self._instance.all_events(self.run_id))
 
     @property
     def run(self) -> Any:
@@ -66,6 +75,11 @@ class ExecuteInProcessResult:
         Raises:
             InvalidInputError: the op did not run in this run, or did not produce that output.
         """
+        if node_str not in self._produced and self._graph is not None:
+            from orchestrator.plan.handles import resolve_output
+
+            with contextlib.suppress(KeyError):
+                node_str, output_name = resolve_output(self._graph, node_str, output_name)
         if node_str not in self._produced:
             raise InvalidInputError(
                 f"op {node_str!r} did not run in run {self.run_id}; ops that ran: "
@@ -81,8 +95,9 @@ class ExecuteInProcessResult:
     def output_value(self, output_name: str = "result") -> Any:
         """For a single-op job: that op's output."""
         if len(self._produced) != 1:
-            raise InvalidInputError("output_value() needs a job with one op; use "
-                                    "output_for_node(name)")
+            raise InvalidInputError(
+                "output_value() needs a job with one op; use output_for_node(name)"
+            )
         return self.output_for_node(next(iter(self._produced)), output_name)
 
     def __repr__(self) -> str:

@@ -72,20 +72,34 @@ class StepRunner:
         )
         emit = ctx.emit
         started = time.perf_counter()
-        emit(make_event(EventType.STEP_START, ctx.run_id, f"Started execution of step "
-                        f"{step_key!r}", step_key=step_key, attempt=attempt))
+        emit(
+            make_event(
+                EventType.STEP_START,
+                ctx.run_id,
+                f"Started execution of step {step_key!r}",
+                step_key=step_key,
+                attempt=attempt,
+            )
+        )
         outputs: dict[str, Any] = {}
+        metadata: dict[str, dict[str, Any]] = {}
         op_config: Any = None
         try:
             try:
                 op_config = self._config(op_def, step)
                 log = LogManager(ctx.run_id, step_key, ctx.loggers, emit)
                 context = OpExecutionContext(
-                    run_id=ctx.run_id, job_name=ctx.plan.job_name, op_handle=step_key,
-                    op_def=op_def, op_config=op_config,
-                    resources=scope.build(op_def.required_resource_keys), log=log,
-                    retry_number=retry_number, partition_key=ctx.partition_key,
-                    run_tags=ctx.run_tags, run_config=ctx.plan.run_config,
+                    run_id=ctx.run_id,
+                    job_name=ctx.plan.job_name,
+                    op_handle=step_key,
+                    op_def=op_def,
+                    op_config=op_config,
+                    resources=scope.build(op_def.required_resource_keys),
+                    log=log,
+                    retry_number=retry_number,
+                    partition_key=ctx.partition_key,
+                    run_tags=ctx.run_tags,
+                    run_config=ctx.plan.run_config,
                     instance=ctx.instance,
                 )
                 kwargs = self._inputs(step, op_def, scope)
@@ -96,24 +110,41 @@ class StepRunner:
                 args = [context] if op_def.takes_context else []
                 with user_code_boundary(f"op {step_key!r}"):
                     result = op_def.compute_fn(*args, **kwargs)
-                    for name, value in self._outputs(op_def, result):
+                    for name, value, meta in self._outputs(op_def, result):
                         outputs[name] = value
+                        if meta:
+                            metadata[name] = dict(meta)
                 self._check_outputs(step, op_def, outputs)
                 for out in step.outputs:
                     if out.name in outputs:
-                        self._store(step, out.name, out.io_manager_key, out.is_nothing,
-                                    outputs[out.name], scope, attempt)
+                        self._store(
+                            step,
+                            out.name,
+                            out.io_manager_key,
+                            out.is_nothing,
+                            outputs[out.name],
+                            scope,
+                            attempt,
+                            metadata.get(out.name),
+                        )
             except (RetryRequested, Failure, UserCodeError) as exc:
-                return self._failed(step, node, exc, attempt, scope, op_config, started,
-                                    retryable=True)
+                return self._failed(
+                    step, node, exc, attempt, scope, op_config, started, retryable=True
+                )
             except (OrchestratorError, _StepError) as exc:
-                return self._failed(step, node, exc, attempt, scope, op_config, started,
-                                    retryable=False)
-            emit(make_event(
-                EventType.STEP_SUCCESS, ctx.run_id,
-                f"Finished execution of step {step_key!r}", step_key=step_key, attempt=attempt,
-                duration_ms=round((time.perf_counter() - started) * 1000, 3),
-            ))
+                return self._failed(
+                    step, node, exc, attempt, scope, op_config, started, retryable=False
+                )
+            emit(
+                make_event(
+                    EventType.STEP_SUCCESS,
+                    ctx.run_id,
+                    f"Finished execution of step {step_key!r}",
+                    step_key=step_key,
+                    attempt=attempt,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                )
+            )
             self._hooks(step_key, node, "success", scope, None, outputs, op_config)
             return StepOutcome("success")
         finally:
@@ -130,8 +161,9 @@ class StepRunner:
             raise ConfigError(problems)
         return value
 
-    def _inputs(self, step: ExecutionStep, op_def: OpDefinition,
-                scope: ResourceScope) -> dict[str, Any]:
+    def _inputs(
+        self, step: ExecutionStep, op_def: OpDefinition, scope: ResourceScope
+    ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
         for step_input in step.inputs:
             name = step_input.name
@@ -142,8 +174,9 @@ class StepRunner:
                 values = []
                 for src in step_input.sources:
                     try:
-                        values.append(self._load(step, name, run_id, src.step_key,
-                                                 src.output_name, scope))
+                        values.append(
+                            self._load(step, name, run_id, src.step_key, src.output_name, scope)
+                        )
                     except OutputStorageError:
                         if not step_input.fan_in:
                             raise
@@ -170,20 +203,32 @@ class StepRunner:
             kwargs[name] = value
         return kwargs
 
-    def _load(self, step: ExecutionStep, name: str, run_id: str, up_key: str, up_output: str,
-              scope: ResourceScope) -> Any:
+    def _load(
+        self,
+        step: ExecutionStep,
+        name: str,
+        run_id: str,
+        up_key: str,
+        up_output: str,
+        scope: ResourceScope,
+    ) -> Any:
         io_key = "io_manager"
         if up_key in self.ctx.plan._by_key:  # type: ignore[attr-defined]
-            spec = next((o for o in self.ctx.plan.step(up_key).outputs if o.name == up_output),
-                        None)
+            spec = next(
+                (o for o in self.ctx.plan.step(up_key).outputs if o.name == up_output), None
+            )
             io_key = spec.io_manager_key if spec else io_key
         manager = scope.get(io_key)
-        context = InputContext(name=name, step_key=step.key, run_id=self.ctx.run_id,
-                               upstream_output=OutputContext(run_id, up_key, up_output))
+        context = InputContext(
+            name=name,
+            step_key=step.key,
+            run_id=self.ctx.run_id,
+            upstream_output=OutputContext(run_id, up_key, up_output),
+        )
         with user_code_boundary(f"IO manager {io_key!r} loading input {name!r}"):
             return manager.load_input(context)
 
-    def _outputs(self, op_def: OpDefinition, result: Any) -> Iterator[tuple[str, Any]]:
+    def _outputs(self, op_def: OpDefinition, result: Any) -> Iterator[tuple[str, Any, Any]]:
         names = list(op_def.outs)
         if inspect.isgenerator(result):
             for item in result:
@@ -192,17 +237,15 @@ class StepRunner:
                         f"op {op_def.name!r} yielded {item!r}; a generator op must yield "
                         "Output(value, output_name) objects"
                     )
-                yield self._named(op_def, item.output_name, item.value)
+                yield (*self._named(op_def, item.output_name, item.value), item.metadata)
             return
         if isinstance(result, Output):
-            yield self._named(op_def, result.output_name, result.value)
+            yield (*self._named(op_def, result.output_name, result.value), result.metadata)
             return
         if len(names) == 1:
-            yield names[0], result
+            yield names[0], result, None
             return
-        if result is None and all(
-            not o.is_required or o.is_nothing for o in op_def.outs.values()
-        ):
+        if result is None and all(not o.is_required or o.is_nothing for o in op_def.outs.values()):
             return
         if not isinstance(result, tuple) or len(result) != len(names):
             raise _StepError(
@@ -211,17 +254,18 @@ class StepRunner:
             )
         for name, value in zip(names, result, strict=True):
             if isinstance(value, Output):
-                yield self._named(op_def, value.output_name, value.value)
+                yield (*self._named(op_def, value.output_name, value.value), value.metadata)
             else:
-                yield name, value
+                yield name, value, None
 
     @staticmethod
     def _named(op_def: OpDefinition, name: str, value: Any) -> tuple[str, Any]:
         if name not in op_def.outs:
             if name == DEFAULT_OUTPUT and len(op_def.outs) == 1:
                 return next(iter(op_def.outs)), value
-            raise _StepError(f"op {op_def.name!r} has no output named {name!r} "
-                             f"(outputs: {list(op_def.outs)})")
+            raise _StepError(
+                f"op {op_def.name!r} has no output named {name!r} (outputs: {list(op_def.outs)})"
+            )
         return name, value
 
     @staticmethod
@@ -233,20 +277,44 @@ class StepRunner:
                     "mark it Out(is_required=False) if it may be skipped"
                 )
 
-    def _store(self, step: ExecutionStep, name: str, io_key: str, is_nothing: bool, value: Any,
-               scope: ResourceScope, attempt: int) -> None:
+    def _store(
+        self,
+        step: ExecutionStep,
+        name: str,
+        io_key: str,
+        is_nothing: bool,
+        value: Any,
+        scope: ResourceScope,
+        attempt: int,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
         if not is_nothing:
             manager = scope.get(io_key)
             with user_code_boundary(f"IO manager {io_key!r} storing output {name!r}"):
                 manager.handle_output(OutputContext(self.ctx.run_id, step.key, name), value)
-        self.ctx.emit(make_event(
-            EventType.STEP_OUTPUT, self.ctx.run_id, f"Yielded output {name!r}",
-            step_key=step.key, attempt=attempt, output_name=name,
-        ))
+        self.ctx.emit(
+            make_event(
+                EventType.STEP_OUTPUT,
+                self.ctx.run_id,
+                f"Yielded output {name!r}",
+                step_key=step.key,
+                attempt=attempt,
+                output_name=name,
+                metadata=metadata,
+            )
+        )
 
-    def _failed(self, step: ExecutionStep, node: Any, exc: BaseException, attempt: int,
-                scope: ResourceScope, op_config: Any, started: float,
-                retryable: bool) -> StepOutcome:
+    def _failed(
+        self,
+        step: ExecutionStep,
+        node: Any,
+        exc: BaseException,
+        attempt: int,
+        scope: ResourceScope,
+        op_config: Any,
+        started: float,
+        retryable: bool,
+    ) -> StepOutcome:
         ctx = self.ctx
         retry_number = attempt - 1
         user_exc = _user_exception(exc)
@@ -255,31 +323,54 @@ class StepRunner:
             if isinstance(exc, RetryRequested):
                 if retry_number < exc.max_retries:
                     delay = exc.seconds_to_wait or 0.0
-            elif step.retry_policy is not None and retry_number < step.retry_policy.max_retries:
-                if not (isinstance(user_exc, Failure) and not user_exc.allow_retries):
-                    delay = step.retry_policy.calculate_delay(retry_number + 1)
+            elif (
+                step.retry_policy is not None
+                and retry_number < step.retry_policy.max_retries
+                and not (isinstance(user_exc, Failure) and not user_exc.allow_retries)
+            ):
+                delay = step.retry_policy.calculate_delay(retry_number + 1)
         info = ErrorInfo.from_exception(exc)
         if delay is not None:
-            ctx.emit(make_event(
-                EventType.STEP_UP_FOR_RETRY, ctx.run_id,
-                f"Step {step.key!r} failed ({info.cls_name}: {info.message}); retry "
-                f"{retry_number + 1} in {delay:.3g}s", step_key=step.key, attempt=attempt,
-                seconds_to_wait=delay, error=info.to_dict(),
-            ))
+            ctx.emit(
+                make_event(
+                    EventType.STEP_UP_FOR_RETRY,
+                    ctx.run_id,
+                    f"Step {step.key!r} failed ({info.cls_name}: {info.message}); retry "
+                    f"{retry_number + 1} in {delay:.3g}s",
+                    step_key=step.key,
+                    attempt=attempt,
+                    seconds_to_wait=delay,
+                    error=info.to_dict(),
+                )
+            )
             return StepOutcome("retry", user_exception=user_exc, error=exc)
         metadata = user_exc.metadata if isinstance(user_exc, Failure) else None
-        ctx.emit(make_event(
-            EventType.STEP_FAILURE, ctx.run_id,
-            f"Execution of step {step.key!r} failed: {info.cls_name}: {info.message}",
-            step_key=step.key, attempt=attempt, error=info.to_dict(), metadata=metadata,
-            duration_ms=round((time.perf_counter() - started) * 1000, 3),
-        ))
+        ctx.emit(
+            make_event(
+                EventType.STEP_FAILURE,
+                ctx.run_id,
+                f"Execution of step {step.key!r} failed: {info.cls_name}: {info.message}",
+                step_key=step.key,
+                attempt=attempt,
+                error=info.to_dict(),
+                metadata=metadata,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+        )
         self._hooks(step.key, node, "failure", scope, user_exc, {}, op_config)
         is_user = isinstance(exc, UserCodeError | Failure | RetryRequested)
         return StepOutcome("failure", user_exception=user_exc if is_user else None, error=exc)
 
-    def _hooks(self, step_key: str, node: Any, on: str, scope: ResourceScope,
-               exc: BaseException | None, outputs: dict[str, Any], op_config: Any) -> None:
+    def _hooks(
+        self,
+        step_key: str,
+        node: Any,
+        on: str,
+        scope: ResourceScope,
+        exc: BaseException | None,
+        outputs: dict[str, Any],
+        op_config: Any,
+    ) -> None:
         import logging
 
         for hook in sorted(node.hook_defs, key=lambda h: h.name):
@@ -287,23 +378,38 @@ class StepRunner:
                 continue
             try:
                 hctx = HookContext(
-                    op_handle=step_key, step_key=step_key, run_id=self.ctx.run_id,
+                    op_handle=step_key,
+                    step_key=step_key,
+                    run_id=self.ctx.run_id,
                     job_name=self.ctx.plan.job_name,
-                    resources=scope.build(hook.required_resource_keys), op_exception=exc,
-                    op_output_values=outputs, log=logging.getLogger("orchestrator"),
-                    op_config=op_config, run_tags=dict(self.ctx.run_tags),
+                    resources=scope.build(hook.required_resource_keys),
+                    op_exception=exc,
+                    op_output_values=outputs,
+                    log=logging.getLogger("orchestrator"),
+                    op_config=op_config,
+                    run_tags=dict(self.ctx.run_tags),
                 )
                 with user_code_boundary(f"hook {hook.name!r}"):
                     hook.hook_fn(hctx)
             except Exception as hook_exc:
                 info = ErrorInfo.from_exception(hook_exc)
-                self.ctx.emit(make_event(
-                    EventType.HOOK_ERRORED, self.ctx.run_id,
-                    f"Hook {hook.name!r} failed: {info.message}", step_key=step_key,
-                    hook=hook.name, error=info.to_dict(),
-                ))
+                self.ctx.emit(
+                    make_event(
+                        EventType.HOOK_ERRORED,
+                        self.ctx.run_id,
+                        f"Hook {hook.name!r} failed: {info.message}",
+                        step_key=step_key,
+                        hook=hook.name,
+                        error=info.to_dict(),
+                    )
+                )
                 continue
-            self.ctx.emit(make_event(
-                EventType.HOOK_COMPLETED, self.ctx.run_id, f"Hook {hook.name!r} finished",
-                step_key=step_key, hook=hook.name,
-            ))
+            self.ctx.emit(
+                make_event(
+                    EventType.HOOK_COMPLETED,
+                    self.ctx.run_id,
+                    f"Hook {hook.name!r} finished",
+                    step_key=step_key,
+                    hook=hook.name,
+                )
+            )

@@ -19,9 +19,9 @@ from orchestrator.definitions.config import pydantic_problems
 
 if TYPE_CHECKING:
     from orchestrator.concurrency.limits import SlotArbiter
+    from orchestrator.execution.context import RunContext
     from orchestrator.execution.events import Event
     from orchestrator.execution.loop import Launch
-    from orchestrator.execution.run_context import RunContext
 
 
 def _deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.executors.base import Executor, ExecutorDefinition
-from orchestrator.executors.config import InProcessConfig, MultiOrInProcessConfig, MultiprocessConfig
+from orchestrator.executors.config import (
+    InProcessConfig,
+    MultiOrInProcessConfig,
+    MultiprocessConfig,
+)
 
 
 def _in_process(config: InProcessConfig) -> Executor:

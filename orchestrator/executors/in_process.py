@@ -32,8 +32,9 @@ class InProcessExecutor(Executor):
         return UnlimitedArbiter()
 
     def start(self, ctx: RunContext) -> None:
-        self._runner = StepRunner(replace(ctx, emit=self._events.append,
-                                          retries_enabled=self.retries_enabled))
+        self._runner = StepRunner(
+            replace(ctx, emit=self._events.append, retries_enabled=self.retries_enabled)
+        )
 
     def launch(self, launch: Launch) -> None:
         self._queue.append(launch)

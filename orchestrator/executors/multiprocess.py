@@ -113,8 +113,10 @@ class MultiprocessExecutor(Executor):
         payload = {**self._payload_base, "step_key": launch.step_key, "attempt": launch.attempt}
         reader, writer = self._mp.Pipe(duplex=False)
         process = self._mp.Process(
-            target=run_step_in_child, args=(payload, writer),
-            name=f"step:{launch.step_key}#{launch.attempt}", daemon=True,
+            target=run_step_in_child,
+            args=(payload, writer),
+            name=f"step:{launch.step_key}#{launch.attempt}",
+            daemon=True,
         )
         process.start()
         writer.close()  # the child holds the only write end: EOF means it is gone
@@ -157,14 +159,23 @@ class MultiprocessExecutor(Executor):
         if child.terminated:
             message = f"Step {launch.step_key!r} was terminated (run canceled): {how}"
         else:
-            message = (f"Step process for {launch.step_key!r} died before reporting a result: "
-                       f"{how}")
-        return [make_event(
-            EventType.STEP_FAILURE, launch.run_id, message, step_key=launch.step_key,
-            attempt=launch.attempt, exit_code=child.process.exitcode,
-            error={"cls_name": "StepProcessDied", "message": message, "stack": "",
-                   "cause": None},
-        )]
+            message = f"Step process for {launch.step_key!r} died before reporting a result: {how}"
+        return [
+            make_event(
+                EventType.STEP_FAILURE,
+                launch.run_id,
+                message,
+                step_key=launch.step_key,
+                attempt=launch.attempt,
+                exit_code=child.process.exitcode,
+                error={
+                    "cls_name": "StepProcessDied",
+                    "message": message,
+                    "stack": "",
+                    "cause": None,
+                },
+            )
+        ]
 
     def terminate(self, attempt_ids: list[str]) -> None:
         for attempt_id in attempt_ids:

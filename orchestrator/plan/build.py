@@ -70,7 +70,7 @@ def needed_resource_keys(
                     f"op {node.handle!r} requires resource {key!r}, which job {job.name!r} does "
                     f"not provide (it has: {', '.join(sorted(resource_defs)) or 'none'})."
                     f"{did_you_mean(key, resource_defs)} Add it to resource_defs, to "
-                    "Definitions(resources=...), or pass it with resources=...."
+                    "Definitions(resources=...), or pass it with resources=."
                 )
         needed |= wanted
     stack = list(needed)
@@ -78,8 +78,7 @@ def needed_resource_keys(
         for dep in resource_defs[stack.pop()].required_resource_keys:
             if dep not in resource_defs:
                 raise ResourceNotFoundError(
-                    f"a resource requires resource {dep!r}, which job {job.name!r} does not "
-                    "provide"
+                    f"a resource requires resource {dep!r}, which job {job.name!r} does not provide"
                 )
             if dep not in needed:
                 needed.add(dep)
@@ -88,8 +87,13 @@ def needed_resource_keys(
 
 
 class _InputPlanner:
-    def __init__(self, job: JobDefinition, config: ResolvedConfig,
-                 input_values: Mapping[str, Any], parent: ParentRun | None):
+    def __init__(
+        self,
+        job: JobDefinition,
+        config: ResolvedConfig,
+        input_values: Mapping[str, Any],
+        parent: ParentRun | None,
+    ):
         self.job = job
         self.config = config
         self.input_values = input_values
@@ -139,8 +143,13 @@ class _InputPlanner:
             )
         ):
             refs = tuple(StepOutputHandle(p.step_key, p.output) for p in parts)  # type: ignore[union-attr]
-            return StepInput(name, InputKind.PARENT_RUN, sources=refs,
-                             fan_in=isinstance(source, FanIn), parent_run_id=self.parent.run_id)
+            return StepInput(
+                name,
+                InputKind.PARENT_RUN,
+                sources=refs,
+                fan_in=isinstance(source, FanIn),
+                parent_run_id=self.parent.run_id,
+            )
         spec = self.job.all_op_nodes[handle].op_def.ins[name]
         if spec.has_default:
             return StepInput(name, InputKind.DEFAULT)
@@ -149,18 +158,20 @@ class _InputPlanner:
     def _missing_message(self, node: OpNode, name: str, source: Source) -> str:
         if isinstance(source, FromStep | FanIn):
             parts = source.sources if isinstance(source, FanIn) else (source,)
-            upstream = ", ".join(
-                repr(p.step_key) for p in parts if isinstance(p, FromStep)
-            )
+            upstream = ", ".join(repr(p.step_key) for p in parts if isinstance(p, FromStep))
             why = f"its upstream op {upstream} is not selected"
         elif isinstance(source, FromJobInput):
             why = f"it comes from the job input {source.name!r}, which has no value"
         else:
             why = "it is not connected to any op output and has no default value"
+        *graphs, op_name = node.handle.split(".")
+        path = f"{{{op_name}: {{inputs: {{{name}: ...}}}}}}"
+        for graph_name in reversed(graphs):  # ops inside graphs nest under `ops`
+            path = f"{{{graph_name}: {{ops: {path}}}}}"
         return (
             f"Input {name!r} of op {node.handle!r} has no value: {why}. Provide it in one of "
-            f"three ways: run config (ops: {{{node.handle.split('.')[-1]}: {{inputs: "
-            f"{{{name}: ...}}}}}}), input_values={{'{node.handle}.{name}': ...}}, or re-execute "
+            f"three ways: run config (ops: {path}), input_values="
+            f"{{'{node.handle}.{name}': ...}}, or re-execute "
             "a parent run that stored this output (orchestrator run reexecute)."
         )
 

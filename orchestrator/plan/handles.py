@@ -68,8 +68,9 @@ def _leaves(source: Source) -> tuple[Any, ...]:
     return (source,)
 
 
-def _resolve(ref: Any, outputs: Mapping[str, Mapping[str, Source]],
-             env: Mapping[str, Source]) -> Source:
+def _resolve(
+    ref: Any, outputs: Mapping[str, Mapping[str, Source]], env: Mapping[str, Source]
+) -> Source:
     if isinstance(ref, tuple):
         parts: list[FromStep | FromJobInput] = []
         for r in ref:
@@ -135,3 +136,26 @@ def flatten_graph(
         name: _resolve(ref, outputs, env) for name, ref in graph.output_mappings.items()
     }
     return ops, graph_outputs
+
+
+def resolve_output(graph: GraphDefinition, node_path: str, output: str) -> tuple[str, str]:
+    """The (op handle, output) that output ``output`` of node ``node_path`` maps to; for a graph
+    node its output mapping is followed down to an op.
+
+    Raises:
+        KeyError: no such node or output.
+    """
+    scope, prefix = graph, ""
+    parts = node_path.split(".")
+    for i, part in enumerate(parts):
+        node = scope.nodes[part]
+        handle = f"{prefix}{part}"
+        if isinstance(node.definition, OpDefinition):
+            if i != len(parts) - 1:
+                raise KeyError(node_path)
+            return handle, output
+        scope, prefix = node.definition, f"{handle}."
+    ref = scope.output_mappings[output]
+    if not isinstance(ref, NodeOutputRef):
+        raise KeyError(f"{node_path}.{output} passes a graph input through")
+    return resolve_output(graph, f"{prefix}{ref.node}", ref.output)

@@ -62,8 +62,13 @@ def effective_run_config(
     return job.default_run_config
 
 
-def _check_keys(value: Any, allowed: tuple[str, ...] | list[str], path: str,
-                problems: list[tuple[str, str]], what: str = "key") -> Mapping[str, Any]:
+def _check_keys(
+    value: Any,
+    allowed: tuple[str, ...] | list[str],
+    path: str,
+    problems: list[tuple[str, str]],
+    what: str = "key",
+) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -83,16 +88,18 @@ class _Validator:
         self.selected = job.selected_handles
         self.problems: list[tuple[str, str]] = []
 
-    def ops(self, graph: GraphDefinition, cfg: Any, path: str, prefix: str,
-            out: ResolvedConfig) -> None:
+    def ops(
+        self, graph: GraphDefinition, cfg: Any, path: str, prefix: str, out: ResolvedConfig
+    ) -> None:
         cfg = _check_keys(cfg, list(graph.nodes), path, self.problems, "op or graph")
         for name, node in graph.nodes.items():
             node_path, handle = f"{path}.{name}", f"{prefix}{name}"
             node_cfg = cfg.get(name)
             if isinstance(node.definition, GraphDefinition):
                 node_cfg = _check_keys(node_cfg, ["ops"], node_path, self.problems)
-                self.ops(node.definition, node_cfg.get("ops"), f"{node_path}.ops", f"{handle}.",
-                         out)
+                self.ops(
+                    node.definition, node_cfg.get("ops"), f"{node_path}.ops", f"{handle}.", out
+                )
                 continue
             op_def = node.definition
             node_cfg = _check_keys(node_cfg, ["config", "inputs"], node_path, self.problems)
@@ -107,8 +114,13 @@ class _Validator:
                 self.problems += probs
                 if not probs:
                     out.op_config[handle] = schema.to_json(value)
-            inputs = _check_keys(node_cfg.get("inputs"), list(op_def.ins), f"{node_path}.inputs",
-                                 self.problems, "input")
+            inputs = _check_keys(
+                node_cfg.get("inputs"),
+                list(op_def.ins),
+                f"{node_path}.inputs",
+                self.problems,
+                "input",
+            )
             if inputs:
                 out.op_inputs[handle] = {
                     k: v["value"] if isinstance(v, Mapping) and set(v) == {"value"} else v
@@ -180,8 +192,9 @@ def validate_run_config(
     v.resources(raw.get("resources"), needed_resources, out)
     v.execution(raw.get("execution"), out)
     v.loggers(raw.get("loggers"), out)
-    inputs = _check_keys(raw.get("inputs"), list(job.graph_def.input_defs), "inputs", v.problems,
-                         "job input")
+    inputs = _check_keys(
+        raw.get("inputs"), list(job.graph_def.input_defs), "inputs", v.problems, "job input"
+    )
     out.job_inputs = {
         k: val["value"] if isinstance(val, Mapping) and set(val) == {"value"} else val
         for k, val in inputs.items()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
@@ -24,7 +24,7 @@ def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping or {}))
 
 
-class InputKind(str, Enum):
+class InputKind(StrEnum):
     """Where a step input's value comes from."""
 
     STEP_OUTPUT = "step_output"  # outputs of steps of this run (several: fan-in list)
@@ -213,7 +213,7 @@ class ExecutionPlan:
         object.__setattr__(self, "_by_key", {s.key: s for s in self.steps})
 
     def step(self, key: str) -> ExecutionStep:
-        return self._by_key[key]  # type: ignore[attr-defined,no-any-return]
+        return self._by_key[key]  # type: ignore[attr-defined]
 
     @property
     def step_keys(self) -> list[str]:

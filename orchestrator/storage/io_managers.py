@@ -59,7 +59,9 @@ class IOManagerDefinition(ResourceDefinition):
 
 
 def io_manager(
-    fn: Callable[..., Any] | None = None, *, config_schema: Any = None,
+    fn: Callable[..., Any] | None = None,
+    *,
+    config_schema: Any = None,
     description: str | None = None,
 ) -> Any:
     """Decorator: ``fn(init_context) -> IOManager`` becomes an ``IOManagerDefinition``."""

@@ -56,16 +56,21 @@ class RedisInstance(Instance):
         clock: time source for ``created_at``/``updated_at`` (tests may inject one).
     """
 
-    def __init__(self, client: redis.Redis, key_prefix: str = "orchestrator",
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        client: redis.Redis,
+        key_prefix: str = "orchestrator",
+        clock: Callable[[], float] = time.time,
+    ):
         self.client = client
         self.keys = RedisKeys(key_prefix)
         self._clock = clock
 
     @classmethod
-    def from_url(cls, url: str, key_prefix: str = "orchestrator") -> RedisInstance:
+    def from_url(cls, url: str, key_prefix: str | None = None) -> RedisInstance:
+        """A Redis instance for ``url`` (``redis://``, ``rediss://`` for TLS, ``unix://``)."""
         client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
-        return cls(client, key_prefix)
+        return cls(client, key_prefix or "orchestrator")
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -83,15 +88,16 @@ class RedisInstance(Instance):
 
     def get_run(self, run_id: str) -> RunRecord | None:
         text = self.client.get(self.keys.run(run_id))
-        return _load(text) if text else None  # type: ignore[arg-type]
+        return _load(str(text)) if text else None
 
-    def get_runs(self, filters: RunsFilter | None = None,
-                 limit: int | None = None) -> list[RunRecord]:
+    def get_runs(
+        self, filters: RunsFilter | None = None, limit: int | None = None
+    ) -> list[RunRecord]:
         check_limit(limit)
         if filters is not None and filters.run_ids is not None:
             ids = list(dict.fromkeys(filters.run_ids))
         else:
-            ids = list(self.client.zrange(self.keys.runs, 0, -1))  # type: ignore[arg-type]
+            ids = [str(i) for i in self.client.zrange(self.keys.runs, 0, -1)]
         if not ids:
             return []
         pipe = self.client.pipeline(transaction=False)
@@ -100,7 +106,7 @@ class RedisInstance(Instance):
         texts = pipe.execute()
         seqs = self.client.hmget(self.keys.runs_seq, ids)
         rows = []
-        for text, seq in zip(texts, seqs, strict=True):  # type: ignore[arg-type]
+        for text, seq in zip(texts, seqs, strict=True):
             if text:
                 record = _load(text)
                 if filters is None or filters.matches(record):
@@ -109,9 +115,12 @@ class RedisInstance(Instance):
         records = [r[2] for r in rows]
         return records if limit is None else records[:limit]
 
-    def _transact(self, run_id: str, change: Callable[[RunRecord], RunRecord],
-                  also: Callable[[Any], None] | None = None
-                  ) -> tuple[RunRecord, list[Any]] | None:
+    def _transact(
+        self,
+        run_id: str,
+        change: Callable[[RunRecord], RunRecord],
+        also: Callable[[Any], None] | None = None,
+    ) -> tuple[RunRecord, list[Any]] | None:
         """Read-modify-write a run record atomically; ``also`` queues more commands. Returns
         the new record and the replies of the queued commands."""
         key = self.keys.run(run_id)
@@ -133,9 +142,14 @@ class RedisInstance(Instance):
                 except redis.WatchError:
                     continue
 
-    def update_run(self, run_id: str, *, status: RunStatus | None = None,
-                   tags: Mapping[str, str] | None = None,
-                   extra: Mapping[str, Any] | None = None) -> RunRecord:
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus | None = None,
+        tags: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> RunRecord:
         now = self._clock()
         done = self._transact(
             run_id, lambda r: updated_record(r, now=now, status=status, tags=tags, extra=extra)
@@ -155,51 +169,54 @@ class RedisInstance(Instance):
 
     def store_event(self, event: Event) -> str:
         stream = self.keys.run_events(event.run_id)
-        payload = {"e": json.dumps(event.to_dict())}
+        payload: dict[Any, Any] = {"e": json.dumps(event.to_dict())}
         status = status_for_event(event)
         if status is None:
-            return self.client.xadd(stream, payload)  # type: ignore[return-value]
+            return str(self.client.xadd(stream, payload))
         done = self._transact(
             event.run_id,
             lambda r: updated_record(r, now=event.timestamp, status=status),
             lambda pipe: pipe.xadd(stream, payload),
         )
         if done is None:  # events of a run with no record are stored all the same
-            return self.client.xadd(stream, payload)  # type: ignore[return-value]
-        return done[1][0]  # type: ignore[no-any-return]
+            return str(self.client.xadd(stream, payload))
+        return str(done[1][0])
 
     @staticmethod
     def _decode(entries: Any) -> list[tuple[str, Event]]:
-        return [(entry_id, Event.from_dict(json.loads(fields["e"])))
-                for entry_id, fields in entries]
+        return [
+            (entry_id, Event.from_dict(json.loads(fields["e"]))) for entry_id, fields in entries
+        ]
 
-    def get_events(self, run_id: str, after: str | None = None,
-                   limit: int | None = None) -> list[tuple[str, Event]]:
+    def get_events(
+        self, run_id: str, after: str | None = None, limit: int | None = None
+    ) -> list[tuple[str, Event]]:
         check_limit(limit)
         if limit == 0:
             return []
         start = _after_id(after)
         try:
-            entries = self.client.xrange(self.keys.run_events(run_id), min=f"({start}",
-                                         count=limit)
+            entries = self.client.xrange(self.keys.run_events(run_id), min=f"({start}", count=limit)
         except redis.ResponseError as exc:
             raise InvalidInputError(f"bad event cursor {after!r}: {exc}") from exc
         return self._decode(entries)
 
-    def wait_for_events(self, run_id: str, after: str | None, timeout: float,
-                        limit: int | None = None) -> list[tuple[str, Event]]:
+    def wait_for_events(
+        self, run_id: str, after: str | None, timeout: float, limit: int | None = None
+    ) -> list[tuple[str, Event]]:
         found = self.get_events(run_id, after, limit)
         if found or timeout <= 0 or limit == 0:
             return found
         stream = self.keys.run_events(run_id)
         try:
-            reply = self.client.xread({stream: _after_id(after)}, count=limit,
-                                      block=max(1, int(timeout * 1000)))
+            reply = self.client.xread(
+                {stream: _after_id(after)}, count=limit, block=max(1, int(timeout * 1000))
+            )
         except redis.ResponseError as exc:
             raise InvalidInputError(f"bad event cursor {after!r}: {exc}") from exc
         if not reply:
             return []
-        return self._decode(reply[0][1])
+        return self._decode(reply[0][1])  # type: ignore[index]
 
     def close(self) -> None:
         self.client.close()
