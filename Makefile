@@ -1,0 +1,26 @@
+# Developer shortcuts. Uses .venv/bin/python when it exists; override with `make test PY=...`.
+PY ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
+
+.PHONY: test lint format bench
+
+test:
+	$(PY) -m pytest -q
+
+lint:
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format:
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+bench:
+	@set -e; found=0; \
+	for script in benchmarks/*.py; do \
+		[ -e "$$script" ] || continue; \
+		found=1; \
+		echo "== $$script"; \
+		$(PY) "$$script"; \
+	done; \
+	[ "$$found" = 1 ] || echo "no benchmarks/*.py scripts"
