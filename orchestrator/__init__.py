@@ -65,6 +65,7 @@ from orchestrator.execution.reexecution import ReexecutionOptions
 from orchestrator.execution.result import ExecuteInProcessResult, ExecuteJobResult
 from orchestrator.executors.base import ExecutorDefinition
 from orchestrator.executors.definitions import (
+    celery_executor,
     in_process_executor,
     multi_or_in_process_executor,
     multiprocess_executor,
@@ -156,6 +157,7 @@ __all__ = [
     "build_init_resource_context",
     "build_op_context",
     "build_reconstructable_job",
+    "celery_executor",
     "colored_console_logger",
     "config_mapping",
     "daily_partitioned_config",

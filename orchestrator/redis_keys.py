@@ -10,6 +10,32 @@ Schema:
     <p>:runs                      zset    run_id -> created_at (for listing)
     <p>:runs:seq                  hash    run_id -> creation sequence (ties in created_at)
     <p>:seq                       string  counter behind runs:seq
+    <p>:run:<run_id>:plan         string  the run's ExecutionPlan JSON (read by workers)
+    <p>:run:<run_id>:owner        string  coordinator id owning the run (expires unless renewed)
+    <p>:runqueue                  zset    launched runs waiting for a coordinator (score: rank)
+    <p>:runs:active               set     runs a coordinator is driving (resumed if orphaned)
+    <p>:attempt:<attempt_id>      hash    step attempt: state, worker, token, run_id, step_key...
+    <p>:attempt:<attempt_id>:hb   string  the attempt's heartbeat (expires unless renewed)
+    <p>:workers                   hash    worker id -> JSON {hostname, pid, queues, locations}
+    <p>:worker:<worker_id>        string  the worker's heartbeat (expires unless renewed)
+
+Cross-run concurrency limits (``orchestrator.concurrency.redis``). Every key shares the hash tag
+``{limits}`` so the limiter's Lua scripts, which build bucket and lease keys at run time from
+the base ``<p>:{limits}:``, stay in one Redis Cluster slot. (Their grant notifications are
+XADDed to run event streams, which live outside that slot: the limiter needs a single-shard
+Redis or Valkey.) The scripts build these names with the same formats as the methods below:
+    <p>:{limits}:defs             hash    limit spec (key | key=value | key=*) -> JSON
+                                          {key, value, limit}
+    <p>:{limits}:buckets          set     buckets that have holders or waiters
+    <p>:{limits}:holders:<bucket> zset    lease_id -> expiry (ms, Redis TIME)
+    <p>:{limits}:waiters:<bucket> zset    lease_id -> rank (-priority * 2^40 + arrival)
+    <p>:{limits}:lease:<lease_id> hash    run_id, step_key, attempt, worker, state
+                                          (held|waiting), buckets (JSON list), priority, rank,
+                                          token, ttl, queued, since, expiry
+    <p>:{limits}:expiry           zset    lease_id -> expiry (ms) of every lease, held or waiting
+    <p>:{limits}:run:<run_id>     set     lease ids of one run (for ``concurrency free --run``)
+    <p>:{limits}:arrival          string  INCR counter behind waiter ranks
+    <p>:{limits}:fence            string  INCR counter of fencing tokens (one per grant)
 """
 
 from __future__ import annotations
@@ -40,3 +66,78 @@ class RedisKeys:
     @property
     def seq(self) -> str:
         return f"{self.prefix}:seq"
+
+    # -- distributed runs (orchestrator.distributed) -----------------------------------------
+
+    def run_plan(self, run_id: str) -> str:
+        return f"{self.prefix}:run:{run_id}:plan"
+
+    def run_owner(self, run_id: str) -> str:
+        return f"{self.prefix}:run:{run_id}:owner"
+
+    @property
+    def run_queue(self) -> str:
+        return f"{self.prefix}:runqueue"
+
+    @property
+    def active_runs(self) -> str:
+        return f"{self.prefix}:runs:active"
+
+    def attempt(self, attempt_id: str) -> str:
+        return f"{self.prefix}:attempt:{attempt_id}"
+
+    def attempt_heartbeat(self, attempt_id: str) -> str:
+        return f"{self.prefix}:attempt:{attempt_id}:hb"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}:worker:{worker_id}"
+
+    # -- cross-run concurrency limits (orchestrator.concurrency.redis) ----------------------
+
+    @property
+    def limits_base(self) -> str:
+        """Common head of every limiter key; the Lua scripts append the rest."""
+        return f"{self.prefix}:{{limits}}:"
+
+    @property
+    def limit_defs(self) -> str:
+        return f"{self.limits_base}defs"
+
+    @property
+    def limit_buckets(self) -> str:
+        return f"{self.limits_base}buckets"
+
+    def limit_holders(self, bucket: str) -> str:
+        return f"{self.limits_base}holders:{bucket}"
+
+    def limit_waiters(self, bucket: str) -> str:
+        return f"{self.limits_base}waiters:{bucket}"
+
+    def limit_lease(self, lease_id: str) -> str:
+        return f"{self.limits_base}lease:{lease_id}"
+
+    @property
+    def limit_expiry(self) -> str:
+        return f"{self.limits_base}expiry"
+
+    def limit_run(self, run_id: str) -> str:
+        return f"{self.limits_base}run:{run_id}"
+
+    @property
+    def limit_arrival(self) -> str:
+        return f"{self.limits_base}arrival"
+
+    @property
+    def limit_fence(self) -> str:
+        return f"{self.limits_base}fence"
+
+    def run_events_parts(self) -> tuple[str, str]:
+        """``run_events(run_id)`` as (head, tail) around the run id, for Lua scripts that
+        build the stream key of a run they only learn at run time."""
+        marker = "\x00"
+        head, tail = self.run_events(marker).split(marker)
+        return head, tail

@@ -25,10 +25,33 @@ class Settings(BaseSettings):
     redis_url: str = ""
     key_prefix: str = "orchestrator"
     storage_url: str = ""
+    # Celery: broker defaults to the Redis URL; queues are declared with this max priority.
+    broker_url: str = ""
+    max_priority: int = 9
+    # Liveness: a step attempt (and its concurrency slots) is held under a lease renewed every
+    # heartbeat_interval; an attempt whose lease lapses is lost and started again.
+    lease_seconds: float = 30.0
+    heartbeat_interval: float = 5.0
+    max_lost_attempts: int = 3
+    # Redis broker only: unacknowledged messages of a dead worker come back after this long.
+    visibility_timeout: float = 3600.0
+    # A step queued this long on a queue no live worker consumes is reported.
+    no_consumer_delay: float = 60.0
+    # Run coordinator: runs driven at once by one coordinator process.
+    max_concurrent_runs: int = 50
 
     @property
     def storage_dir(self) -> str:
         return self.storage_url or str(self.home / "storage")
+
+    def resolved_redis_url(self) -> str:
+        """The Redis URL, starting the embedded server when none is configured."""
+        from orchestrator.embedded import resolve_redis_url
+
+        return resolve_redis_url(self)
+
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or self.resolved_redis_url()
 
 
 def get_settings() -> Settings:

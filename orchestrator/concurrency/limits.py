@@ -196,3 +196,59 @@ class LocalArbiter(SlotArbiter):
     @property
     def in_use(self) -> int:
         return len(self._held)
+
+
+class ChainedArbiter(SlotArbiter):
+    """Per-run limits first, then cross-run limits: a step runs when both grant it.
+
+    The first arbiter's slot is held while the step waits for the second, so per-run caps
+    also bound how many of the run's steps queue for cross-run slots.
+    """
+
+    def __init__(self, first: SlotArbiter, second: SlotArbiter):
+        self.first = first
+        self.second = second
+        self._requests: dict[str, SlotRequest] = {}
+        self._in_first: set[str] = set()  # granted by the first, waiting on the second
+
+    def request(self, req: SlotRequest) -> bool:
+        self._requests[req.attempt_id] = req
+        if not self.first.request(req):
+            return False
+        if self.second.request(req):
+            return True
+        self._in_first.add(req.attempt_id)
+        return False
+
+    def granted(self) -> list[str]:
+        out = []
+        for attempt_id in self.first.granted():
+            req = self._requests.get(attempt_id)
+            if req is not None and self.second.request(req):
+                out.append(attempt_id)
+            else:
+                self._in_first.add(attempt_id)
+        for attempt_id in self.second.granted():
+            self._in_first.discard(attempt_id)
+            out.append(attempt_id)
+        return out
+
+    def release(self, attempt_id: str) -> None:
+        self.second.release(attempt_id)
+        self.first.release(attempt_id)
+        self._requests.pop(attempt_id, None)
+        self._in_first.discard(attempt_id)
+
+    def adopt(self, req: SlotRequest) -> None:
+        self._requests[req.attempt_id] = req
+        self.first.adopt(req)
+        self.second.adopt(req)
+
+    def describe_wait(self, attempt_id: str) -> str:
+        if attempt_id in self._in_first:
+            return self.second.describe_wait(attempt_id)
+        return self.first.describe_wait(attempt_id)
+
+    def close(self) -> None:
+        self.second.close()
+        self.first.close()

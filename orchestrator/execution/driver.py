@@ -34,6 +34,8 @@ def drive_run(
     loop: ExecutionLoop | None = None,
     clock: Callable[[], float] = time.time,
     should_cancel: Callable[[], bool] | None = None,
+    resume: bool = False,
+    max_lost_attempts: int = 3,
 ) -> ExecutionLoop:
     """Run ``ctx``'s plan to the end on ``executor``; returns the finished loop.
 
@@ -44,17 +46,31 @@ def drive_run(
     store: Callable[[Event], object] = instance.store_event
     arbiter = executor.make_arbiter(ctx)
     if loop is None:
-        loop = ExecutionLoop(ctx.plan, ctx.run_id, arbiter)
+        loop = ExecutionLoop(ctx.plan, ctx.run_id, arbiter, max_lost_attempts)
     else:
         loop.attach_arbiter(arbiter)
-    store(
-        make_event(
-            EventType.RUN_START, ctx.run_id, f"Started execution of run for {ctx.plan.job_name!r}"
+    if resume:
+        store(
+            make_event(
+                EventType.ENGINE_EVENT,
+                ctx.run_id,
+                "Resuming the run from its "
+                f"event log ({len(loop.in_flight_attempts())} steps in flight)",
+            )
         )
-    )
+    else:
+        store(
+            make_event(
+                EventType.RUN_START,
+                ctx.run_id,
+                f"Started execution of run for {ctx.plan.job_name!r}",
+            )
+        )
     started = time.perf_counter()
     try:
         executor.start(ctx)
+        if resume:
+            executor.adopt_in_flight(loop.in_flight_launches())
         while True:
             if should_cancel is not None and not loop.canceled and should_cancel():
                 loop.cancel()
@@ -72,6 +88,9 @@ def drive_run(
                 if not executor.stores_events:
                     store(event)
                 loop.handle(event)
+            for step_key, attempt_id, reason in executor.lost_attempts():
+                if attempt_id in loop.in_flight_attempts():
+                    store(loop.attempt_lost(step_key, attempt_id, reason, clock()))
     except BaseException as exc:
         fail_run(instance, ctx.run_id, exc)
         raise

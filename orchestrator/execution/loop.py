@@ -29,6 +29,8 @@ from orchestrator.plan.steps import ExecutionPlan, ExecutionStep, InputKind
 LAUNCHED = "step_launched"
 WAITING_FOR_SLOT = "waiting_for_slot"
 ATTEMPT_LOST = "attempt_lost"
+SLOT_GRANTED = "slot_granted"  # written by the cross-run limiter onto the run's stream
+CANCEL_REQUESTED = "cancel_requested"  # written by `orchestrator run cancel`
 
 
 class StepState(StrEnum):
@@ -115,6 +117,7 @@ class ExecutionLoop:
         self._terminate_sent = False
         self._order = {k: i for i, k in enumerate(plan.step_keys)}
         self._by_attempt: dict[str, str] = {}  # attempt id -> step key
+        self._stream_grants: list[str] = []  # grants read from the run's stream, not yet used
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -134,7 +137,7 @@ class ExecutionLoop:
         """
         loop = cls(plan, run_id, arbiter, max_lost_attempts)
         for event in events:
-            loop.handle(event)
+            loop.handle(event, replay=True)
         for key, state in loop.state.items():
             if state is StepState.WAITING_SLOT:
                 loop.state[key] = StepState.READY
@@ -161,17 +164,33 @@ class ExecutionLoop:
     def current_attempt_id(self, step_key: str) -> str:
         return attempt_id_for(self.run_id, step_key, self.attempt[step_key])
 
-    def handle(self, event: Event) -> None:
+    def handle(self, event: Event, replay: bool = False) -> None:
         """Apply one event. Events of an attempt other than the step's current one are
-        ignored (a late duplicate from a lost worker changes nothing)."""
+        ignored (a late duplicate from a lost worker changes nothing).
+
+        ``replay`` is set when rebuilding from a stored log: only then are the loop's own
+        decisions (launched, waiting, attempt lost) applied; live, they are echoes of what the
+        loop already did (executors that read the run's stream hand them back)."""
+        etype = event.event_type_value
+        kind = event.data.get("kind") if etype == EventType.ENGINE_EVENT.value else None
+        if kind == CANCEL_REQUESTED:
+            self.cancel()
+            return
         key = event.step_key
         if key is None or key not in self.state:
             return
-        etype = event.event_type_value
         attempt = event.data.get("attempt")
         if etype == EventType.ENGINE_EVENT.value:
-            kind = event.data.get("kind")
+            if kind == SLOT_GRANTED:
+                attempt_id = event.data.get("attempt_id")
+                if not replay and attempt == self.attempt[key] and attempt_id:
+                    self._stream_grants.append(str(attempt_id))
+                return
+            if not replay:
+                return
             if kind in (LAUNCHED, WAITING_FOR_SLOT) and attempt is not None:
+                if attempt > self.attempt[key]:
+                    self.produced[key] = set()  # outputs of earlier (lost) attempts don't count
                 self.attempt[key] = max(self.attempt[key], attempt)
                 self._by_attempt[attempt_id_for(self.run_id, key, attempt)] = key
                 self.retry_at.pop(key, None)  # a retry's new attempt has begun (rebuilds)
@@ -232,7 +251,7 @@ class ExecutionLoop:
             kind=ATTEMPT_LOST,
             attempt=attempt,
         )
-        self.handle(event)
+        self.handle(event, replay=True)
         return event
 
     def cancel(self) -> None:
@@ -266,7 +285,8 @@ class ExecutionLoop:
         )
         for key in ready:
             self._ask_for_slots(key, now, out)
-        for attempt_id in self.arbiter.granted():
+        grants, self._stream_grants = self.arbiter.granted() + self._stream_grants, []
+        for attempt_id in grants:
             granted_key = self._by_attempt.get(attempt_id)
             if (
                 granted_key is not None
@@ -387,6 +407,24 @@ class ExecutionLoop:
         self.retry_at.pop(key, None)
 
     # -- queries ----------------------------------------------------------------------------
+
+    def in_flight_launches(self) -> list[Launch]:
+        """The launches of the attempts now in flight (to re-attach after a resume)."""
+        out = []
+        for key, state in self.state.items():
+            if state is StepState.IN_FLIGHT:
+                step = self.plan.step(key)
+                out.append(
+                    Launch(
+                        self.run_id,
+                        key,
+                        self.attempt[key],
+                        self.current_attempt_id(key),
+                        step.priority,
+                        step.queue,
+                    )
+                )
+        return out
 
     def in_flight_attempts(self) -> list[str]:
         return [

@@ -97,6 +97,22 @@ class Executor(ABC):
     def wait(self, timeout: float | None) -> list[Event]:
         """Block until some step events are available or ``timeout`` seconds pass."""
 
+    def adopt_in_flight(self, launches: list[Launch]) -> None:
+        """A resumed run had these attempts in flight under a coordinator that stopped. By
+        default they are lost (their processes were that coordinator's); executors whose
+        steps outlive the coordinator (Celery) keep watching them instead."""
+        self._orphans = [
+            (lch.step_key, lch.attempt_id, "its process belonged to a coordinator that stopped")
+            for lch in launches
+        ]
+
+    def lost_attempts(self) -> list[tuple[str, str, str]]:
+        """(step key, attempt id, reason) of in-flight attempts found dead since the last call
+        (their worker is gone)."""
+        lost: list[tuple[str, str, str]] = getattr(self, "_orphans", [])
+        self._orphans = []
+        return lost
+
     @abstractmethod
     def terminate(self, attempt_ids: list[str]) -> None:
         """Stop attempts in flight (cancellation)."""

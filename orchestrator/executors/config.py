@@ -73,3 +73,23 @@ class MultiOrInProcessConfig(_Strict):
         if self.in_process is not None and self.multiprocess is not None:
             raise ValueError("give one of 'in_process' or 'multiprocess', not both")
         return self
+
+
+class CeleryConfig(_Strict):
+    """Config of ``celery_executor``.
+
+    Attributes:
+        broker: broker URL (default: ``ORCHESTRATOR_BROKER_URL``, else the Redis URL).
+        backend: Celery result backend (unused by the executor; events travel in Redis).
+        include: extra task modules for the Celery app.
+        config_source: Celery settings applied on top of the defaults.
+        retries: whether op ``RetryPolicy`` applies (lost attempts are counted apart).
+        tag_concurrency_limits: per-run limits, on top of the cross-run limits in Redis.
+    """
+
+    broker: str | None = None
+    backend: str | None = None
+    include: list[str] = Field(default_factory=list)
+    config_source: dict[str, Any] = Field(default_factory=dict)
+    retries: RetriesConfig = Field(default_factory=RetriesConfig)
+    tag_concurrency_limits: list[TagConcurrencyLimit] = Field(default_factory=list)

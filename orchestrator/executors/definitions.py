@@ -6,6 +6,7 @@ from typing import Any
 
 from orchestrator.executors.base import Executor, ExecutorDefinition
 from orchestrator.executors.config import (
+    CeleryConfig,
     InProcessConfig,
     MultiOrInProcessConfig,
     MultiprocessConfig,
@@ -54,3 +55,18 @@ multi_or_in_process_executor = ExecutorDefinition(
 
 def executor_summary(definition: ExecutorDefinition) -> dict[str, Any]:
     return {"name": definition.name, "config": dict(definition.default_config)}
+
+
+def _celery(config: CeleryConfig) -> Executor:
+    from orchestrator.executors.celery import CeleryExecutor
+
+    return CeleryExecutor(config)
+
+
+celery_executor = ExecutorDefinition(
+    name="celery",
+    config_model=CeleryConfig,
+    factory=_celery,
+    description="Runs each step as a Celery task on the queue named by its "
+    "orchestrator/queue tag, under cross-run tag concurrency limits held in Redis.",
+)

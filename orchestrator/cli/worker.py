@@ -1,0 +1,64 @@
+"""``orchestrator worker start``: a Celery worker that runs steps of given code locations."""
+
+from __future__ import annotations
+
+import click
+
+from orchestrator.cli.common import bad_input_exits
+from orchestrator.definitions.reconstruct import CodeLocation
+
+
+def code_locations(files: tuple[str, ...], modules: tuple[str, ...]) -> list[CodeLocation]:
+    """The code locations given with repeated -f/-m (at least one)."""
+    locations = [CodeLocation(file=f) for f in files] + [CodeLocation(module=m) for m in modules]
+    if not locations:
+        raise click.UsageError("give at least one code location with -f FILE or -m MODULE")
+    return locations
+
+
+@click.group()
+def worker() -> None:
+    """Celery workers that run steps."""
+
+
+@worker.command("start")
+@click.option("-f", "--file", "files", multiple=True, help="Python file of jobs (repeatable).")
+@click.option("-m", "--module", "modules", multiple=True, help="Module of jobs (repeatable).")
+@click.option(
+    "-Q",
+    "--queues",
+    default="orchestrator",
+    show_default=True,
+    help="Comma-separated queues to consume (steps pick theirs with the op tag "
+    "orchestrator/queue).",
+)
+@click.option(
+    "-c",
+    "--concurrency",
+    type=int,
+    default=None,
+    help="Steps run at once (pool processes); default: CPU count.",
+)
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.option("-n", "--name", default=None, help="Worker name (default: generated).")
+def start(
+    files: tuple[str, ...],
+    modules: tuple[str, ...],
+    queues: str,
+    concurrency: int | None,
+    loglevel: str,
+    name: str | None,
+) -> None:
+    """Start a worker (blocks). It runs only steps whose job comes from these code locations;
+    a message naming any other is refused with a step failure event.
+
+    \b
+    Example:
+      orchestrator worker start -f examples/main_job.py -Q orchestrator,gpu -c 4
+    """
+    from workers.bootstrap import start_worker
+
+    with bad_input_exits():
+        locations = code_locations(files, modules)
+        queue_list = [q.strip() for q in queues.split(",") if q.strip()]
+        start_worker(locations, queue_list, concurrency, loglevel, name)

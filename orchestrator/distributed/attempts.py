@@ -1,0 +1,121 @@
+"""Step attempts in Redis: queued by the coordinator, claimed and heartbeated by the worker
+that runs them, finished exactly once.
+
+The broker may deliver a message twice (redelivery after a worker dies, visibility timeout);
+the attempt record, not the broker, decides: only a *queued* attempt can be claimed, and only
+the claiming worker's *running* attempt can report its outcome (``finish.lua``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis
+
+from orchestrator.execution.events import Event
+from orchestrator.redis_keys import RedisKeys
+
+ATTEMPT_TTL_SECONDS = 7 * 24 * 3600
+
+
+def _script(client: redis.Redis, name: str) -> Any:
+    text = resources.files("orchestrator.distributed").joinpath(f"lua/{name}.lua").read_text()
+    return client.register_script(text)
+
+
+@dataclass(frozen=True)
+class AttemptInfo:
+    """The stored state of one attempt."""
+
+    attempt_id: str
+    state: str  # queued | running | done | lost | canceled | unknown
+    worker: str | None
+    heartbeat_alive: bool
+    queue: str | None
+    enqueued_at: float | None
+
+
+class AttemptRegistry:
+    """Reads and changes attempt records (see module docstring).
+
+    Args:
+        client: redis-py client with ``decode_responses=True``.
+        keys: key builder.
+    """
+
+    def __init__(self, client: redis.Redis, keys: RedisKeys):
+        self.client = client
+        self.keys = keys
+        self._claim = _script(client, "claim")
+        self._beat = _script(client, "beat")
+        self._finish = _script(client, "finish")
+        self._settle = _script(client, "settle")
+
+    # -- coordinator side -----------------------------------------------------------------
+
+    def enqueue(self, attempt_id: str, run_id: str, step_key: str, queue: str) -> None:
+        """Record an attempt as queued (before its message is sent)."""
+        key = self.keys.attempt(attempt_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(
+            key,
+            mapping={
+                "state": "queued",
+                "run_id": run_id,
+                "step_key": step_key,
+                "queue": queue,
+                "enqueued_at": time.time(),
+            },
+        )
+        pipe.expire(key, ATTEMPT_TTL_SECONDS)
+        pipe.execute()
+
+    def info(self, attempt_ids: list[str]) -> dict[str, AttemptInfo]:
+        """States of several attempts in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for attempt_id in attempt_ids:
+            pipe.hgetall(self.keys.attempt(attempt_id))
+            pipe.exists(self.keys.attempt_heartbeat(attempt_id))
+        replies = pipe.execute()
+        out = {}
+        for i, attempt_id in enumerate(attempt_ids):
+            data, alive = replies[2 * i], replies[2 * i + 1]
+            out[attempt_id] = AttemptInfo(
+                attempt_id,
+                data.get("state", "unknown"),
+                data.get("worker"),
+                bool(alive),
+                data.get("queue"),
+                float(data["enqueued_at"]) if data.get("enqueued_at") else None,
+            )
+        return out
+
+    def settle(self, attempt_id: str, state: str) -> bool:
+        """Mark an attempt ``lost`` (running, heartbeat lapsed) or ``canceled``."""
+        keys = [self.keys.attempt(attempt_id), self.keys.attempt_heartbeat(attempt_id)]
+        return bool(self._settle(keys=keys, args=[state]))
+
+    # -- worker side ----------------------------------------------------------------------
+
+    def claim(self, attempt_id: str, worker: str, token: str, ttl: float) -> str:
+        """Take a queued attempt; returns ``claimed`` or why not (its state)."""
+        keys = [self.keys.attempt(attempt_id), self.keys.attempt_heartbeat(attempt_id)]
+        return str(self._claim(keys=keys, args=[worker, token, int(ttl * 1000)]))
+
+    def beat(self, attempt_id: str, token: str, ttl: float) -> bool:
+        keys = [self.keys.attempt(attempt_id), self.keys.attempt_heartbeat(attempt_id)]
+        return bool(self._beat(keys=keys, args=[token, int(ttl * 1000)]))
+
+    def finish(self, attempt_id: str, token: str, event: Event) -> str | None:
+        """Append the attempt's final event unless the attempt is no longer ours."""
+        keys = [
+            self.keys.attempt(attempt_id),
+            self.keys.attempt_heartbeat(attempt_id),
+            self.keys.run_events(event.run_id),
+        ]
+        reply = self._finish(keys=keys, args=[token, json.dumps(event.to_dict())])
+        return str(reply) if reply else None

@@ -1,0 +1,20 @@
+-- settle.lua: the coordinator decides the fate of an attempt it no longer trusts.
+-- KEYS[1]  attempt hash   <p>:attempt:<attempt_id>
+-- KEYS[2]  heartbeat key  <p>:attempt:<attempt_id>:hb
+-- ARGV[1]  new state: "lost" (only if running with no live heartbeat) or "canceled"
+--          (if queued or running)
+-- Returns 1 when the state changed, else 0. After this, claim and finish by any worker fail.
+local state = redis.call('HGET', KEYS[1], 'state')
+if ARGV[1] == 'lost' then
+  if state == 'running' and redis.call('EXISTS', KEYS[2]) == 0 then
+    redis.call('HSET', KEYS[1], 'state', 'lost')
+    return 1
+  end
+  return 0
+end
+if state == 'queued' or state == 'running' then
+  redis.call('HSET', KEYS[1], 'state', ARGV[1])
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+return 0

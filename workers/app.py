@@ -1,0 +1,87 @@
+"""Builds the Celery app from settings; no module-level app that import order could break."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from celery import Celery
+
+from orchestrator.settings import Settings, get_settings
+
+STEP_TASK = "orchestrator.execute_step"
+
+
+def is_redis_broker(url: str) -> bool:
+    return url.split("://", 1)[0] in ("redis", "rediss", "unix", "redis+socket", "valkey")
+
+
+def broker_priority(priority: int, broker_url: str, max_priority: int) -> int:
+    """Map our priority (any integer, higher runs first, 0 default) onto the broker's scale.
+
+    RabbitMQ serves higher numbers first (0..max_priority, queues declared with
+    ``x-max-priority``); kombu's Redis transport serves *lower* numbers first. Default 0 maps
+    to the middle of the scale on both.
+    """
+    middle = max_priority // 2
+    rabbit = min(max(priority + middle, 0), max_priority)
+    return max_priority - rabbit if is_redis_broker(broker_url) else rabbit
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    broker: str | None = None,
+    backend: str | None = None,
+    include: Sequence[str] = (),
+    config_source: Mapping[str, Any] | None = None,
+) -> Celery:
+    """A Celery app for orchestrator steps.
+
+    Late acknowledgement, rejection on worker loss and prefetch 1, so a message is only gone
+    once its step has ended; priorities honoured on RabbitMQ (``x-max-priority`` on every
+    queue Celery declares) and on Redis (one sub-queue per priority level).
+
+    Args:
+        settings: deployment settings (default: from the environment).
+        broker: broker URL (default: ``ORCHESTRATOR_BROKER_URL``, else the Redis URL).
+        backend: result backend (results are not used; events travel in Redis streams).
+        include: extra task modules to import in workers.
+        config_source: Celery settings applied last (override anything above).
+    """
+    settings = settings or get_settings()
+    broker_url = broker or settings.resolved_broker_url()
+    app = Celery(
+        "orchestrator",
+        broker=broker_url,
+        backend=backend or None,
+        include=["workers.tasks", *include],
+        set_as_current=False,
+    )
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue="orchestrator",
+        task_create_missing_queues=True,
+        task_queue_max_priority=settings.max_priority,
+        task_default_priority=broker_priority(0, broker_url, settings.max_priority),
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            "priority_steps": list(range(settings.max_priority + 1)),
+            "sep": ":",
+            "queue_order_strategy": "priority",
+        },
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+    )
+    if config_source:
+        app.conf.update(dict(config_source))
+    from workers.tasks import register_tasks
+
+    register_tasks(app)
+    return app

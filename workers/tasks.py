@@ -1,0 +1,235 @@
+"""The step task: claim the attempt, confirm its concurrency lease, run the step, report.
+
+A message carries data only: job pointer, run id, step key, attempt (and the attempt's lease
+token). Everything else (plan, run tags) is read from Redis. Events go straight to the run's
+event stream; the attempt's final event goes through ``finish.lua`` so it is written at most
+once, and only while this worker still owns the attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Celery
+
+from orchestrator.definitions.reconstruct import CodeLocation, JobPointer, load_job
+from orchestrator.distributed.attempts import AttemptRegistry
+from orchestrator.execution.context import RunContext
+from orchestrator.execution.events import STEP_TERMINAL, Event, EventType, make_event
+from orchestrator.execution.step_runner import StepRunner
+from orchestrator.plan.steps import ExecutionPlan
+from orchestrator.redis_keys import RedisKeys
+from orchestrator.settings import Settings, get_settings
+from orchestrator.storage.redis import RedisInstance
+
+log = logging.getLogger("orchestrator.worker")
+
+LOCATIONS_ENV = "ORCHESTRATOR_WORKER_LOCATIONS"
+_ENDS_ATTEMPT = {e.value for e in STEP_TERMINAL} | {EventType.STEP_UP_FOR_RETRY.value}
+
+
+def allowed_locations() -> list[CodeLocation]:
+    """Code locations this worker was started with (``orchestrator worker start -f/-m``)."""
+    raw = os.environ.get(LOCATIONS_ENV, "[]")
+    return [CodeLocation.from_dict(d) for d in json.loads(raw)]
+
+
+@dataclass
+class WorkerRuntime:
+    """Per-process connections and caches (built lazily in each pool process)."""
+
+    settings: Settings
+    instance: RedisInstance
+    attempts: AttemptRegistry
+    locations: list[CodeLocation]
+    worker_id: str
+    _plans: dict[str, ExecutionPlan] = field(default_factory=dict)
+    _runs: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls) -> WorkerRuntime:
+        settings = get_settings()
+        instance = RedisInstance.from_url(settings.resolved_redis_url(), settings.key_prefix)
+        keys = RedisKeys(settings.key_prefix)
+        worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        return cls(
+            settings,
+            instance,
+            AttemptRegistry(instance.client, keys),
+            allowed_locations(),
+            worker_id,
+        )
+
+    @property
+    def keys(self) -> RedisKeys:
+        return self.instance.keys
+
+    def plan(self, run_id: str) -> ExecutionPlan:
+        if run_id not in self._plans:
+            text = self.instance.client.get(self.keys.run_plan(run_id))
+            if not text:
+                raise LookupError(f"no stored plan for run {run_id}")
+            self._plans[run_id] = ExecutionPlan.from_json(str(text))
+        return self._plans[run_id]
+
+    def run_record(self, run_id: str) -> Any:
+        if run_id not in self._runs:
+            self._runs[run_id] = self.instance.get_run(run_id)
+        return self._runs[run_id]
+
+
+_runtime: WorkerRuntime | None = None
+_runtime_pid: int | None = None
+
+
+def runtime() -> WorkerRuntime:
+    """This process's runtime (rebuilt after a fork: connections are not shared)."""
+    global _runtime, _runtime_pid
+    if _runtime is None or _runtime_pid != os.getpid():
+        _runtime, _runtime_pid = WorkerRuntime.build(), os.getpid()
+    return _runtime
+
+
+class _Heartbeat(threading.Thread):
+    """Renews the attempt's heartbeat and concurrency lease while the step runs."""
+
+    def __init__(self, rt: WorkerRuntime, message: dict[str, Any], token: str):
+        super().__init__(daemon=True, name="orchestrator-heartbeat")
+        self.rt, self.message, self.token = rt, message, token
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        from orchestrator.concurrency.redis import RedisLimiter
+
+        rt, msg = self.rt, self.message
+        limiter = RedisLimiter(rt.instance.client, rt.keys, rt.settings.lease_seconds)
+        while not self.stop.wait(rt.settings.heartbeat_interval):
+            try:
+                if not rt.attempts.beat(msg["attempt_id"], self.token, rt.settings.lease_seconds):
+                    log.warning("attempt %s is no longer this worker's", msg["attempt_id"])
+                if msg.get("lease_token"):
+                    limiter.renew(msg["attempt_id"], int(msg["lease_token"]), worker=rt.worker_id)
+            except Exception:  # a Redis hiccup must not kill the step; the next beat retries
+                log.exception("heartbeat of attempt %s failed", msg["attempt_id"])
+
+
+def _location_allowed(rt: WorkerRuntime, location: CodeLocation) -> bool:
+    return any(location == allowed for allowed in rt.locations)
+
+
+def run_step_message(message: dict[str, Any]) -> str:
+    """Run one step attempt described by ``message``; returns what happened (for logs)."""
+    rt = runtime()
+    attempt_id: str = message["attempt_id"]
+    run_id: str = message["run_id"]
+    step_key: str = message["step_key"]
+    attempt: int = message["attempt"]
+    token = uuid.uuid4().hex
+    state = rt.attempts.claim(attempt_id, rt.worker_id, token, rt.settings.lease_seconds)
+    if state != "claimed":
+        log.info("ignoring delivery of attempt %s: it is %s", attempt_id, state)
+        return f"ignored ({state})"
+
+    def report(event: Event) -> None:
+        if event.event_type_value in _ENDS_ATTEMPT:
+            if rt.attempts.finish(attempt_id, token, event) is None:
+                log.warning("attempt %s was taken away; its result is dropped", attempt_id)
+        else:
+            rt.instance.store_event(event)
+
+    pointer = JobPointer.from_dict(message["pointer"])
+    if not _location_allowed(rt, pointer.location):
+        allowed = ", ".join(str(loc) for loc in rt.locations) or "none"
+        text = (
+            f"worker {rt.worker_id} refuses step {step_key!r}: its code location "
+            f"({pointer.location}) is not one this worker was started with ({allowed})"
+        )
+        report(
+            make_event(
+                EventType.STEP_FAILURE,
+                run_id,
+                text,
+                step_key=step_key,
+                attempt=attempt,
+                error={
+                    "cls_name": "CodeLocationRejected",
+                    "message": text,
+                    "stack": "",
+                    "cause": None,
+                },
+            )
+        )
+        return "rejected"
+    if message.get("lease_token"):
+        from orchestrator.concurrency.redis import RedisLimiter
+
+        limiter = RedisLimiter(rt.instance.client, rt.keys, rt.settings.lease_seconds)
+        if not limiter.confirm(attempt_id, int(message["lease_token"]), rt.worker_id):
+            text = (
+                f"step {step_key!r} attempt {attempt} was not run: its concurrency lease "
+                "expired while the message waited in the broker (its coordinator stopped "
+                "renewing it)"
+            )
+            rt.attempts.settle(attempt_id, "canceled")
+            rt.instance.store_event(
+                make_event(
+                    EventType.ENGINE_EVENT,
+                    run_id,
+                    text,
+                    step_key=step_key,
+                    attempt=attempt,
+                    kind="attempt_rejected",
+                )
+            )
+            return "lease expired"
+    heartbeat = _Heartbeat(rt, message, token)
+    heartbeat.start()
+    try:
+        record = rt.run_record(run_id)
+        ctx = RunContext(
+            run_id=run_id,
+            job=load_job(pointer),
+            plan=rt.plan(run_id),
+            run_tags=dict(record.tags) if record else {},
+            emit=report,
+            input_values=(record.extra.get("input_values") or {}) if record else {},
+            retries_enabled=bool(message.get("retries_enabled", True)),
+            loggers=[logging.getLogger("orchestrator")],
+            instance=rt.instance,
+        )
+        outcome = StepRunner(ctx).run(step_key, attempt)
+        return outcome.status
+    except Exception as exc:  # the job or plan could not be loaded: fail the attempt, loudly
+        from orchestrator.execution.events import ErrorInfo
+
+        info = ErrorInfo.from_exception(exc)
+        report(
+            make_event(
+                EventType.STEP_FAILURE,
+                run_id,
+                f"step {step_key!r} could not start on {rt.worker_id}: "
+                f"{info.cls_name}: {info.message}",
+                step_key=step_key,
+                attempt=attempt,
+                error=info.to_dict(),
+            )
+        )
+        return "failed to start"
+    finally:
+        heartbeat.stop.set()
+
+
+def register_tasks(app: Celery) -> None:
+    """Register the step task on ``app``."""
+    from workers.app import STEP_TASK
+
+    @app.task(name=STEP_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+    def execute_step(message: dict[str, Any]) -> str:
+        return run_step_message(message)
