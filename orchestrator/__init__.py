@@ -4,6 +4,7 @@ workers, with tag concurrency limits that hold across runs (enforced in Redis).
 Everything a job file needs is importable from here, under Dagster's names.
 """
 
+from orchestrator.concurrency.config import TagConcurrencyLimit
 from orchestrator.definitions.config import (
     Config,
     ConfigMapping,
@@ -153,6 +154,7 @@ __all__ = [
     "RunsFilter",
     "SelectionError",
     "StaticPartitionsDefinition",
+    "TagConcurrencyLimit",
     "UserCodeError",
     "build_init_resource_context",
     "build_op_context",

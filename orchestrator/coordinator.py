@@ -71,7 +71,7 @@ def launch_run(
     keys = instance.keys
     client = instance.client
     priority = int(prepared.record.tags.get(PRIORITY_TAG, 0) or 0)
-    seq = int(client.incr(keys.seq))  # type: ignore[arg-type]
+    seq = int(client.incr(keys.seq))
     client.set(keys.run_plan(run_id), prepared.plan.to_json(), ex=7 * 24 * 3600)
     instance.store_event(
         make_event(EventType.RUN_ENQUEUED, run_id, f"Run of {job.name!r} queued for a coordinator")
@@ -168,7 +168,7 @@ class Coordinator:
     def adopt_orphans(self) -> list[str]:
         """Claim active runs whose owner lapsed (their coordinator died) and resume them."""
         adopted = []
-        for run_id in self.instance.client.smembers(self.instance.keys.active_runs):  # type: ignore[union-attr]
+        for run_id in self.instance.client.smembers(self.instance.keys.active_runs):
             run_id = str(run_id)
             if run_id in self._threads or self.instance.client.exists(
                 self.instance.keys.run_owner(run_id)
@@ -215,7 +215,7 @@ class Coordinator:
             popped = client.bzpopmin(keys.run_queue, timeout=block)
             if not popped:
                 continue
-            run_id = str(popped[1])  # type: ignore[index]
+            run_id = str(popped[1])
             if self._claim(run_id):
                 self._start(run_id)
 

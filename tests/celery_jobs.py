@@ -173,7 +173,7 @@ def unconsumed_job() -> None:
     unconsumed()
 
 
-@op
+@op(tags={"orchestrator/queue": "pair"})
 def quick() -> int:
     return 1
 

@@ -141,6 +141,7 @@ def make_cluster(redis_url: str, tmp: Path, broker_url: str | None = None) -> It
         cluster.start_worker("w1", "orchestrator", 3)
         cluster.start_worker("w2", "orchestrator", 3)
         cluster.start_worker("gpu", "gpu", 1)
+        cluster.start_worker("pair", "pair", 2)  # two worker slots for the many-runs test
         yield cluster
     finally:
         cluster.stop()

@@ -114,3 +114,51 @@ def _quiet_last_resort_logging() -> None:
     log = logging.getLogger("orchestrator")
     if not log.hasHandlers():
         log.addHandler(logging.NullHandler())
+
+
+@job.command("launch", short_help="Queue a run for the coordinators; print its id.")
+@location_options
+@job_option
+@run_options
+def launch_command(
+    file: str | None,
+    module: str | None,
+    job_name: str | None,
+    run_config: dict[str, Any] | None,
+    op_selection: list[str] | None,
+    partition: str | None,
+    tags: dict[str, str] | None,
+) -> None:
+    """Validate and plan a run, store it QUEUED and return at once; a run coordinator
+    (`orchestrator coordinator start`) picks it up. The run id is the last line printed.
+
+    Run priority: tag `orchestrator/priority` (integer, higher first) orders the queue of
+    waiting runs and adds to every step's priority.
+
+    \b
+    Example:
+      orchestrator job launch -f examples/distributed.py -j warehouse_load \\
+          --tags '{"orchestrator/priority": "5"}'
+    """
+    from orchestrator.coordinator import launch_run
+    from orchestrator.storage.redis import RedisInstance
+
+    require_location(file, module)
+    out = make_console()
+    with bad_input_exits(), get_instance() as instance:
+        assert isinstance(instance, RedisInstance)
+        job_def, pointer = find_job(file, module, job_name)
+        run_id = launch_run(
+            ReconstructableJob(pointer, job_def),
+            instance,
+            run_config=run_config,
+            op_selection=op_selection,
+            partition_key=partition,
+            tags=tags,
+        )
+    out.print(
+        f"Launched run of {job_def.name!r}; follow it with: orchestrator run logs "
+        f"{run_id} --follow",
+        markup=False,
+    )
+    click.echo(run_id)

@@ -14,6 +14,12 @@ import click
 # Command name -> "module:attribute" of its click group.
 COMMAND_GROUPS: dict[str, str] = {
     "job": "orchestrator.cli.job:job",
+    "run": "orchestrator.cli.run:run",
+    "server": "orchestrator.cli.server:server",
+    "worker": "orchestrator.cli.worker:worker",
+    "coordinator": "orchestrator.cli.coordinator:coordinator",
+    "concurrency": "orchestrator.cli.concurrency:concurrency",
+    "dev": "orchestrator.cli.dev:dev",
 }
 
 

@@ -58,8 +58,8 @@ class WorkerRegistry:
 
     def live_workers(self) -> dict[str, dict[str, object]]:
         """Worker id -> info, for workers whose heartbeat is alive."""
-        infos = self.client.hgetall(self.keys.workers)
-        ids = list(infos)  # type: ignore[arg-type]
+        infos = {str(k): str(v) for k, v in self.client.hgetall(self.keys.workers).items()}
+        ids = list(infos)
         if not ids:
             return {}
         pipe = self.client.pipeline(transaction=False)
@@ -68,7 +68,7 @@ class WorkerRegistry:
         alive = pipe.execute()
         return {
             w: json.loads(infos[w])
-            for w, ok in zip(ids, alive, strict=True)  # type: ignore[index]
+            for w, ok in zip(ids, alive, strict=True)
             if ok
         }
 

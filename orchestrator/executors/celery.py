@@ -97,7 +97,7 @@ class CeleryExecutor(Executor):
         if input_values:
             self.instance.update_run(ctx.run_id, extra={"input_values": input_values})
         last = client.xrevrange(self.instance.keys.run_events(ctx.run_id), count=1)
-        self._cursor = str(last[0][0]) if last else None  # type: ignore[index]
+        self._cursor = str(last[0][0]) if last else None
         from workers.app import create_app
 
         self._app = create_app(

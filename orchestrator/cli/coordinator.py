@@ -1,0 +1,61 @@
+"""``orchestrator coordinator start``: the long-lived process that drives launched runs."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+import click
+
+from orchestrator.cli.common import bad_input_exits, get_instance, make_console
+from orchestrator.cli.worker import code_locations
+
+
+@click.group()
+def coordinator() -> None:
+    """Run coordinators: drive launched runs (many at once) without taking step slots."""
+
+
+@coordinator.command("start")
+@click.option("-f", "--file", "files", multiple=True, help="Python file of jobs (repeatable).")
+@click.option("-m", "--module", "modules", multiple=True, help="Module of jobs (repeatable).")
+@click.option(
+    "--max-runs",
+    type=int,
+    default=None,
+    help="Runs driven at once (default: ORCHESTRATOR_MAX_CONCURRENT_RUNS).",
+)
+def start(files: tuple[str, ...], modules: tuple[str, ...], max_runs: int | None) -> None:
+    """Take launched runs off the run queue and drive them until interrupted. Runs of a
+    coordinator that died are resumed from their event logs.
+
+    \b
+    Example:
+      orchestrator coordinator start -f examples/distributed.py
+    """
+    from orchestrator.coordinator import Coordinator
+    from orchestrator.storage.redis import RedisInstance
+
+    out = make_console()
+    with bad_input_exits():
+        locations = code_locations(files, modules)
+        for location in locations:
+            location.load()
+        instance = get_instance()
+    assert isinstance(instance, RedisInstance)
+    coord = Coordinator(instance, locations, max_concurrent_runs=max_runs)
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        coord.stop()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+    out.print(
+        f"Coordinator {coord.id} serving {', '.join(str(loc) for loc in locations)} "
+        f"(up to {coord.max_runs} runs at once)",
+        markup=False,
+    )
+    coord.serve()
+    out.print("Coordinator stopping; runs it was driving will be resumed by another.", markup=False)

@@ -1,0 +1,104 @@
+"""``orchestrator dev``: everything for distributed runs on one machine, in one command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from types import FrameType
+
+import click
+
+from orchestrator.cli.common import bad_input_exits, get_instance, make_console
+from orchestrator.cli.worker import code_locations
+
+DEFAULT_LOCATION = "examples/distributed.py"
+
+
+@click.command()
+@click.option(
+    "-f",
+    "--file",
+    "files",
+    multiple=True,
+    help=f"Python file of jobs (repeatable; default: {DEFAULT_LOCATION}).",
+)
+@click.option("-m", "--module", "modules", multiple=True, help="Module of jobs (repeatable).")
+@click.option(
+    "-c",
+    "--concurrency",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Steps the local worker runs at once.",
+)
+@click.option("-Q", "--queues", default="orchestrator", show_default=True)
+def dev(files: tuple[str, ...], modules: tuple[str, ...], concurrency: int, queues: str) -> None:
+    """Start the embedded Valkey server (unless ORCHESTRATOR_REDIS_URL is set), a local
+    Celery worker pool and a run coordinator, then wait until Ctrl-C.
+
+    \b
+    In another terminal:
+      orchestrator job launch -f examples/distributed.py -j warehouse_load
+      orchestrator run list
+      orchestrator concurrency list
+    """
+    from orchestrator.coordinator import Coordinator
+    from orchestrator.storage.redis import RedisInstance
+
+    if not files and not modules:
+        files = (DEFAULT_LOCATION,)
+    out = make_console()
+    with bad_input_exits():
+        locations = code_locations(files, modules)
+        for location in locations:
+            location.load()
+        instance = get_instance()
+    assert isinstance(instance, RedisInstance)
+    location_args = [arg for f in files for arg in ("-f", f)] + [
+        arg for m in modules for arg in ("-m", m)
+    ]
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.cli.main",
+            "worker",
+            "start",
+            *location_args,
+            "-Q",
+            queues,
+            "-c",
+            str(concurrency),
+            "--loglevel",
+            "WARNING",
+        ],
+        env=os.environ.copy(),
+    )
+    coord = Coordinator(instance, locations)
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        coord.stop()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+    url = instance.client.connection_pool.connection_kwargs
+    out.print(
+        f"orchestrator dev: Redis at {url.get('host')}:{url.get('port')}, a worker "
+        f"(pid {worker.pid}, {concurrency} processes, queues {queues}) and a coordinator are "
+        f"running for {', '.join(str(loc) for loc in locations)}.\n"
+        f"Launch a run:  orchestrator job launch -f {files[0] if files else '...'} -j <job>\n"
+        "Stop with Ctrl-C.",
+        markup=False,
+    )
+    try:
+        coord.serve()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()

@@ -1,0 +1,285 @@
+"""Cross-run limits, launched runs, the coordinator, faults and cancellation, with real
+Celery worker processes on the embedded Valkey."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator import Instance, RunStatus, TagConcurrencyLimit, execute_job, reconstructable
+from orchestrator.concurrency.redis import RedisLimiter
+from orchestrator.coordinator import Coordinator, cancel_run, launch_run
+from orchestrator.storage.redis import RedisInstance
+from tests import celery_jobs
+from tests.celery_support import Cluster
+
+BOUND = 90.0  # upper bound for anything the tests wait on; never reached when things work
+
+
+def wait_until(what: str, predicate: Callable[[], Any], timeout: float = BOUND) -> Any:
+    """Wait on a condition other processes make true (bounded; polls the shared state)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def instance(cluster_env: Cluster) -> Iterator[RedisInstance]:
+    inst = Instance.from_settings()
+    assert isinstance(inst, RedisInstance)
+    yield inst
+    inst.close()
+
+
+@pytest.fixture
+def limiter(instance: RedisInstance) -> Iterator[RedisLimiter]:
+    lim = RedisLimiter(instance.client, instance.keys, 2.5)
+    yield lim
+    for limit in lim.list_limits():
+        lim.delete_limit(limit.key, limit.value)
+
+
+@pytest.fixture
+def coordinator(instance: RedisInstance) -> Iterator[Coordinator]:
+    coord = Coordinator(instance, max_concurrent_runs=50)
+    thread = threading.Thread(target=coord.serve, daemon=True)
+    thread.start()
+    yield coord
+    coord.stop()
+    thread.join(timeout=30)
+
+
+def wait_finished(instance: RedisInstance, run_ids: list[str]) -> dict[str, RunStatus]:
+    def done() -> dict[str, RunStatus] | None:
+        runs = {r: instance.get_run(r) for r in run_ids}
+        if all(rec is not None and rec.is_finished for rec in runs.values()):
+            return {r: rec.status for r, rec in runs.items()}  # type: ignore[union-attr]
+        return None
+
+    return wait_until(f"{len(run_ids)} runs to finish", done)  # type: ignore[no-any-return]
+
+
+def traces(trace_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in trace_dir.glob("*.json")]
+
+
+def max_overlap(spans: list[dict[str, Any]]) -> int:
+    """Most spans open at once (an end at the same instant as a start closes first)."""
+    points = sorted(
+        [(s["start"], 1) for s in spans] + [(s["end"], -1) for s in spans],
+        key=lambda p: (p[0], p[1]),
+    )
+    level = peak = 0
+    for _, delta in points:
+        level += delta
+        peak = max(peak, level)
+    return peak
+
+
+def launch_many(
+    instance: RedisInstance, job: Any, count: int, cfg: dict[str, Any] | None = None
+) -> list[str]:
+    recon = reconstructable(job)
+    return [launch_run(recon, instance, run_config=cfg) for _ in range(count)]
+
+
+def trace_cfg(job: Any, trace_dir: Path, hold: float = 0.3) -> dict[str, Any]:
+    return {
+        "ops": {name: {"config": {"dir": str(trace_dir), "hold": hold}} for name in job.op_nodes}
+    }
+
+
+# -- cross-run limits --------------------------------------------------------------------------
+
+
+def test_cross_run_limit_holds_across_six_runs(
+    instance: RedisInstance, limiter: RedisLimiter, coordinator: Coordinator, tmp_path: Path
+) -> None:
+    # Given a deployment-wide limit of 2 on database=redshift and 6 workers' worth of slots
+    limiter.set_limit(TagConcurrencyLimit(key="database", value="redshift", limit=2))
+    # When 6 runs of 3 redshift steps each are launched at once
+    run_ids = launch_many(
+        instance, celery_jobs.redshift_job, 6, trace_cfg(celery_jobs.redshift_job, tmp_path)
+    )
+    statuses = wait_finished(instance, run_ids)
+    # Then all succeed, and the tagged steps' own timestamps show 2 at once, never more
+    assert set(statuses.values()) == {RunStatus.SUCCESS}
+    spans = traces(tmp_path)
+    assert len(spans) == 18
+    assert max_overlap(spans) == 2
+    waits = [
+        e
+        for r in run_ids
+        for e in instance.all_events(r)
+        if e.data.get("kind") == "waiting_for_slot"
+    ]
+    assert waits and "database=redshift" in waits[0].message
+    assert all(not b.holders and not b.waiters for s in limiter.snapshot() for b in s.buckets)
+
+
+def test_cross_run_limit_per_unique_value(
+    instance: RedisInstance, limiter: RedisLimiter, coordinator: Coordinator, tmp_path: Path
+) -> None:
+    limiter.set_limit(
+        TagConcurrencyLimit(key="database", value={"applyLimitPerUniqueValue": True}, limit=1)
+    )
+    run_ids = launch_many(
+        instance, celery_jobs.unique_value_job, 3, trace_cfg(celery_jobs.unique_value_job, tmp_path)
+    )
+    assert set(wait_finished(instance, run_ids).values()) == {RunStatus.SUCCESS}
+    spans = traces(tmp_path)
+    by_value: dict[str, list[dict[str, Any]]] = {}
+    for span in spans:
+        by_value.setdefault(span["tags"]["database"], []).append(span)
+    assert {v: max_overlap(s) for v, s in by_value.items()} == {"a": 1, "b": 1}
+    assert max_overlap(spans) == 2  # different values do run side by side
+
+
+def test_key_value_limit_beside_key_wide_limit(
+    instance: RedisInstance, limiter: RedisLimiter, coordinator: Coordinator, tmp_path: Path
+) -> None:
+    limiter.set_limit(TagConcurrencyLimit(key="database", limit=2))
+    limiter.set_limit(TagConcurrencyLimit(key="database", value="redshift", limit=1))
+    run_ids = launch_many(
+        instance, celery_jobs.redshift_job, 2, trace_cfg(celery_jobs.redshift_job, tmp_path)
+    )
+    run_ids += launch_many(
+        instance, celery_jobs.unique_value_job, 2, trace_cfg(celery_jobs.unique_value_job, tmp_path)
+    )
+    assert set(wait_finished(instance, run_ids).values()) == {RunStatus.SUCCESS}
+    spans = traces(tmp_path)
+    redshift = [s for s in spans if s["tags"]["database"] == "redshift"]
+    assert max_overlap(redshift) == 1
+    assert max_overlap(spans) == 2
+
+
+# -- launched runs -----------------------------------------------------------------------------
+
+
+def test_hundred_launched_runs_with_two_worker_slots(
+    instance: RedisInstance, coordinator: Coordinator
+) -> None:
+    run_ids = launch_many(instance, celery_jobs.one_step, 100)
+    assert all(instance.get_run(r).status is RunStatus.QUEUED for r in run_ids[-5:])  # type: ignore[union-attr]
+    statuses = wait_finished(instance, run_ids)
+    assert set(statuses.values()) == {RunStatus.SUCCESS}
+
+
+def test_step_on_a_queue_nobody_consumes_is_reported(
+    instance: RedisInstance, coordinator: Coordinator
+) -> None:
+    (run_id,) = launch_many(instance, celery_jobs.unconsumed_job, 1)
+    report = wait_until(
+        "the no-consumer report",
+        lambda: [e for e in instance.all_events(run_id) if e.data.get("kind") == "no_consumer"],
+    )
+    assert "nobody-listens" in report[0].message
+    assert instance.get_run(run_id).status is RunStatus.STARTED  # type: ignore[union-attr]
+    cancel_run(instance, run_id)
+    assert wait_finished(instance, [run_id]) == {run_id: RunStatus.CANCELED}
+
+
+def test_cancel_frees_waiting_and_running_slots(
+    instance: RedisInstance, limiter: RedisLimiter, coordinator: Coordinator, tmp_path: Path
+) -> None:
+    limiter.set_limit(TagConcurrencyLimit(key="database", value="cancelme", limit=1))
+    (run_id,) = launch_many(
+        instance, celery_jobs.cancel_job, 1, trace_cfg(celery_jobs.cancel_job, tmp_path, hold=60)
+    )
+
+    def running_and_waiting() -> bool:
+        events = instance.all_events(run_id)
+        started = any(e.event_type_value == "STEP_START" for e in events)
+        waiting = sum(e.data.get("kind") == "waiting_for_slot" for e in events)
+        return started and waiting >= 3
+
+    wait_until("one step running and three waiting", running_and_waiting)
+    assert cancel_run(instance, run_id) == "CANCELING"
+    assert wait_finished(instance, [run_id]) == {run_id: RunStatus.CANCELED}
+    held = [
+        lease
+        for s in limiter.snapshot()
+        for b in s.buckets
+        for lease in (*b.holders, *b.waiters)
+        if lease.run_id == run_id
+    ]
+    assert held == []
+
+
+def test_queued_run_is_canceled_at_once(instance: RedisInstance) -> None:
+    # no coordinator: the run stays queued, and cancel ends it directly
+    (run_id,) = launch_many(instance, celery_jobs.one_step, 1)
+    assert cancel_run(instance, run_id) == "CANCELED"
+    assert instance.get_run(run_id).status is RunStatus.CANCELED  # type: ignore[union-attr]
+
+
+def test_coordinator_death_is_survived(instance: RedisInstance, tmp_path: Path) -> None:
+    # Given a run driven by a coordinator that stops mid-run (its owner key then lapses)
+    first = Coordinator(instance)
+    thread = threading.Thread(target=first.serve, daemon=True)
+    thread.start()
+    (run_id,) = launch_many(
+        instance,
+        celery_jobs.redshift_job,
+        1,
+        trace_cfg(celery_jobs.redshift_job, tmp_path, hold=1.0),
+    )
+    wait_until(
+        "a step to start",
+        lambda: any(e.event_type_value == "STEP_START" for e in instance.all_events(run_id)),
+    )
+    first.stop_event.set()  # stops serving and renewing; its run thread keeps going
+    instance.client.delete(instance.keys.run_owner(run_id))  # as if it had died and lapsed
+    # When another coordinator starts, it adopts the run and finishes it
+    second = Coordinator(instance)
+    adopted = wait_until("the run to be adopted", second.adopt_orphans)
+    assert adopted == [run_id]
+    assert wait_finished(instance, [run_id]) == {run_id: RunStatus.SUCCESS}
+    second.join(timeout=30)
+    successes = [e for e in instance.all_events(run_id) if e.event_type_value == "STEP_SUCCESS"]
+    assert sorted(e.step_key for e in successes) == ["redshift_0", "redshift_1", "redshift_2"]
+
+
+# -- faults ------------------------------------------------------------------------------------
+
+
+def test_whole_worker_killed_mid_step(
+    cluster_env: Cluster, instance: RedisInstance, limiter: RedisLimiter, tmp_path: Path
+) -> None:
+    limiter.set_limit(TagConcurrencyLimit(key="database", value="wholeworker", limit=1))
+    cfg = {"ops": {"hang_first_time": {"config": {"dir": str(tmp_path)}}}}
+    box: dict[str, Any] = {}
+    runner = threading.Thread(
+        target=lambda: box.update(
+            result=execute_job(
+                reconstructable(celery_jobs.whole_worker_dies_job),
+                instance=instance,
+                run_config=cfg,
+            )
+        )
+    )
+    runner.start()
+    marker = tmp_path / "first-attempt.json"
+    wait_until("the first attempt to start", marker.exists)
+    victim = json.loads(marker.read_text())["worker"]
+    # When the whole worker (main process and pool) is SIGKILLed during the step
+    cluster_env.workers[victim].kill_all()
+    runner.join(timeout=BOUND)
+    result = box["result"]
+    # Then the step ran again on the other worker, once, and its slot is back
+    assert result.success
+    assert result.output_for_node("hang_first_time") != victim
+    assert len(result.get_step_success_events()) == 1
+    assert [e.data.get("kind") for e in result.all_events].count("attempt_lost") == 1
+    assert all(not b.holders and not b.waiters for s in limiter.snapshot() for b in s.buckets)
+    cluster_env.replace(victim)
