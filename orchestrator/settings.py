@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
@@ -27,6 +28,7 @@ class Settings(BaseSettings):
     storage_url: str = ""
     # Celery: broker defaults to the Redis URL; queues are declared with this max priority.
     broker_url: str = ""
+    result_backend: str = ""  # Celery results are not used by steps; set for `ping` round trips
     max_priority: int = 9
     # Liveness: a step attempt (and its concurrency slots) is held under a lease renewed every
     # heartbeat_interval; an attempt whose lease lapses is lost and started again.
@@ -54,6 +56,14 @@ class Settings(BaseSettings):
         return self.broker_url or self.resolved_redis_url()
 
 
+_cache: dict[tuple[tuple[str, str], ...], Settings] = {}
+
+
 def get_settings() -> Settings:
-    """Settings as the environment says now (not cached: tests change the environment)."""
-    return Settings()
+    """Settings as the environment says now: cached per set of ``ORCHESTRATOR_*`` variables
+    (building them is slow; the step hot path asks often, and tests change the environment)."""
+    key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("ORCHESTRATOR_")))
+    settings = _cache.get(key)
+    if settings is None:
+        settings = _cache[key] = Settings()
+    return settings

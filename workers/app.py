@@ -10,6 +10,7 @@ from celery import Celery
 from orchestrator.settings import Settings, get_settings
 
 STEP_TASK = "orchestrator.execute_step"
+PING_TASK = "orchestrator.ping"
 
 
 def is_redis_broker(url: str) -> bool:
@@ -54,7 +55,7 @@ def create_app(
     app = Celery(
         "orchestrator",
         broker=broker_url,
-        backend=backend or None,
+        backend=backend or settings.result_backend or None,
         include=["workers.tasks", *include],
         set_as_current=False,
     )

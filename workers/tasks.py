@@ -228,8 +228,13 @@ def run_step_message(message: dict[str, Any]) -> str:
 
 def register_tasks(app: Celery) -> None:
     """Register the step task on ``app``."""
-    from workers.app import STEP_TASK
+    from workers.app import PING_TASK, STEP_TASK
 
     @app.task(name=STEP_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
     def execute_step(message: dict[str, Any]) -> str:
         return run_step_message(message)
+
+    @app.task(name=PING_TASK, ignore_result=False)
+    def ping(value: Any = None) -> Any:
+        """Returns its argument: a health check, and the raw-Celery baseline of benchmarks."""
+        return value

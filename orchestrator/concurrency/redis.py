@@ -1,0 +1,605 @@
+"""Cross-run tag concurrency limits in Redis (SPEC §5).
+
+Limits are deployment-wide: ``{key, value?, limit}`` definitions in one Redis hash, managed by
+``orchestrator concurrency list|set|delete|free``. A step attempt takes all the slots its tags
+need at once (all or nothing) under a *lease* named by its attempt id and renewed while the step
+is queued or running; waiters are admitted per limit in order of priority, then arrival. Every
+change is one atomic Lua script (``concurrency/lua/*.lua``; ``_lib.lua`` states the key schema)
+timed by Redis ``TIME``. Releasing a slot grants the next waiters in the same script and appends
+a ``slot_granted`` engine event to each one's run event stream, so its coordinator (blocked on
+that stream) wakes at once.
+
+Each grant carries a *fencing token* (a counter): release, renew and confirm need it, so a
+stale holder whose lease expired can never free or extend a newer holder's slot. Redis
+replication is asynchronous: after a failover, recently granted leases may be lost; a protected
+system that must reject stale holders can compare tokens.
+
+Two classes: :class:`RedisLimiter`, the limiter itself (any number of runs), and
+:class:`RedisArbiter`, the :class:`~orchestrator.concurrency.limits.SlotArbiter` of one run that
+the execution loop asks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis
+
+from orchestrator.concurrency.config import APPLY_PER_UNIQUE, TagConcurrencyLimit
+from orchestrator.concurrency.limits import SlotArbiter, SlotRequest
+from orchestrator.errors import InvalidInputError
+from orchestrator.redis_keys import RedisKeys
+
+PRIORITY_BOUND = 4095  # ranks are -priority * 2^40 + arrival; exact in a double up to 2^52
+
+# renew() outcomes from renew.lua
+RENEWED = 1
+GONE = 0  # expired, freed, released, or the token differs (a stale holder)
+NOT_OWNER = 2  # the token matches but another process renews it now (a worker confirmed it)
+
+SLOT_GRANTED = "slot_granted"  # ENGINE_EVENT data kind written by the scripts
+
+_SCRIPTS = ("acquire", "release", "renew", "confirm", "free", "sweep", "snapshot")
+
+
+def limit_spec(limit: TagConcurrencyLimit) -> str:
+    """The name a limit is stored under: ``key``, ``key=value`` or ``key=*`` (per unique
+    value)."""
+    if limit.per_unique_value:
+        return f"{limit.key}=*"
+    if isinstance(limit.value, str):
+        return f"{limit.key}={limit.value}"
+    return limit.key
+
+
+def spec_for(key: str, value: str | Mapping[str, bool] | None = None) -> str:
+    """The spec of the limit on ``key`` with ``value`` (None: key-wide; a string: that value;
+    ``{"applyLimitPerUniqueValue": true}``: per unique value)."""
+    if isinstance(value, Mapping):
+        return f"{key}=*" if value.get(APPLY_PER_UNIQUE) else key
+    return key if value is None else f"{key}={value}"
+
+
+def _load_script(client: redis.Redis, name: str) -> Any:
+    folder = resources.files("orchestrator.concurrency").joinpath("lua")
+    lib = folder.joinpath("_lib.lua").read_text()
+    body = folder.joinpath(f"{name}.lua").read_text()
+    return client.register_script(lib + "\n" + body)
+
+
+def _as_list(value: Any) -> list[Any]:
+    # cjson encodes an empty Lua table as {}.
+    return list(value) if isinstance(value, list) else []
+
+
+@dataclass(frozen=True)
+class LeaseInfo:
+    """One lease, holding slots or waiting for them.
+
+    Attributes:
+        lease_id: the step attempt id.
+        run_id, step_key, attempt: the step attempt.
+        worker: who renews the lease (``coordinator:<id>`` or ``worker:<host>/<pid>``).
+        state: ``held`` or ``waiting``.
+        buckets: the buckets it holds or waits for.
+        priority: the step's priority.
+        token: fencing token of the grant (0 while waiting).
+        queued: when it asked (seconds since the epoch, Redis time).
+        since: when it was granted (while waiting: when it asked).
+        expires: when it lapses unless renewed.
+    """
+
+    lease_id: str
+    run_id: str
+    step_key: str
+    attempt: int
+    worker: str
+    state: str
+    buckets: tuple[str, ...]
+    priority: int
+    token: int
+    queued: float
+    since: float
+    expires: float
+
+    @classmethod
+    def from_fields(cls, lease_id: str, fields: Mapping[str, str]) -> LeaseInfo:
+        return cls(
+            lease_id=lease_id,
+            run_id=fields.get("run_id", ""),
+            step_key=fields.get("step_key", ""),
+            attempt=int(fields.get("attempt") or 0),
+            worker=fields.get("worker", ""),
+            state=fields.get("state", ""),
+            buckets=tuple(json.loads(fields.get("buckets") or "[]") or ()),
+            priority=int(fields.get("priority") or 0),
+            token=int(fields.get("token") or 0),
+            queued=int(fields.get("queued") or 0) / 1000,
+            since=int(fields.get("since") or 0) / 1000,
+            expires=int(fields.get("expiry") or 0) / 1000,
+        )
+
+
+@dataclass(frozen=True)
+class BucketState:
+    """One counter of a limit (``database``, ``database=redshift``, ``database=*redshift``).
+
+    Attributes:
+        bucket: its name.
+        limit: its limit (None: no definition covers it any more).
+        holders: live holders, oldest grant first.
+        waiters: live waiters, next in line first.
+    """
+
+    bucket: str
+    limit: int | None
+    holders: tuple[LeaseInfo, ...]
+    waiters: tuple[LeaseInfo, ...]
+
+
+@dataclass(frozen=True)
+class LimitState:
+    """A limit definition and its buckets, as ``orchestrator concurrency list`` shows them.
+
+    Attributes:
+        spec: ``key``, ``key=value`` or ``key=*``.
+        limit: the definition (None for buckets whose definition was deleted while they still
+            had holders or waiters; their spec is then the bucket name).
+        buckets: for key-wide and key=value limits, the one bucket; per unique value, one per
+            value in use.
+    """
+
+    spec: str
+    limit: TagConcurrencyLimit | None
+    buckets: tuple[BucketState, ...]
+
+
+class RedisLimiter:
+    """Cross-run tag concurrency limits held in Redis (see the module docstring).
+
+    Args:
+        client: redis-py client with ``decode_responses=True``.
+        keys: key builder (its prefix scopes the limits).
+        lease_ttl: seconds a lease lives unless renewed; a dead holder's slots come back
+            within this time.
+        limits_ttl: seconds the limit definitions are cached for :meth:`buckets_for` (a step
+            with no limited tag makes no Redis call while the cache is warm).
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: RedisKeys | None = None,
+        lease_ttl: float = 30.0,
+        limits_ttl: float = 2.0,
+    ):
+        if lease_ttl <= 0:
+            raise InvalidInputError(f"lease_ttl must be positive, got {lease_ttl}")
+        self.client = client
+        self.keys = keys or RedisKeys()
+        self.lease_ttl = lease_ttl
+        self.limits_ttl = limits_ttl
+        self._scripts = {name: _load_script(client, name) for name in _SCRIPTS}
+        self._fixed_keys = [
+            self.keys.limit_defs,
+            self.keys.limit_buckets,
+            self.keys.limit_expiry,
+            self.keys.limit_arrival,
+            self.keys.limit_fence,
+        ]
+        head, tail = self.keys.run_events_parts()
+        self._fixed_args = [self.keys.limits_base, head, tail]
+        self._cache: tuple[float, list[TagConcurrencyLimit]] | None = None
+
+    @classmethod
+    def from_url(cls, url: str, key_prefix: str | None = None, **kwargs: Any) -> RedisLimiter:
+        """A limiter on the server at ``url`` (``redis://``, ``rediss://``, ``unix://``)."""
+        client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        return cls(client, RedisKeys(key_prefix or "orchestrator"), **kwargs)
+
+    def _run(self, name: str, *args: Any, client: Any = None) -> Any:
+        return self._scripts[name](
+            keys=self._fixed_keys,
+            args=[*self._fixed_args, *(str(a) for a in args)],
+            client=client or self.client,
+        )
+
+    def _ttl_ms(self, ttl: float | None) -> int:
+        seconds = self.lease_ttl if ttl is None else ttl
+        if seconds <= 0:
+            raise InvalidInputError(f"lease time must be positive, got {seconds}")
+        return max(1, round(seconds * 1000))
+
+    # -- limit definitions ----------------------------------------------------------------
+
+    def set_limit(self, limit: TagConcurrencyLimit) -> None:
+        """Create or replace a limit. Waiters that a higher limit lets in are granted at once.
+
+        Raises:
+            InvalidInputError: ``value`` is the string ``"*"`` (that name is the per-unique
+                form's).
+        """
+        if limit.value == "*":
+            raise InvalidInputError(
+                f"a limit on {limit.key}=* is spelled with "
+                f'value {{"{APPLY_PER_UNIQUE}": true}} (per unique value)'
+            )
+        self.client.hset(
+            self.keys.limit_defs, limit_spec(limit), json.dumps(limit.model_dump(mode="json"))
+        )
+        self._cache = None
+        self.sweep()
+
+    def delete_limit(self, key: str, value: str | Mapping[str, bool] | None = None) -> bool:
+        """Delete the limit on ``key`` (``value`` as in :func:`spec_for`). Its waiters are
+        granted (nothing limits them any more). Returns whether it existed."""
+        removed = bool(self.client.hdel(self.keys.limit_defs, spec_for(key, value)))
+        self._cache = None
+        if removed:
+            self.sweep()
+        return removed
+
+    def list_limits(self) -> list[TagConcurrencyLimit]:
+        """Every limit definition, sorted by spec."""
+        raw: dict[str, str] = self.client.hgetall(self.keys.limit_defs)  # type: ignore[assignment]
+        limits = [TagConcurrencyLimit.model_validate(json.loads(raw[s])) for s in sorted(raw)]
+        self._cache = (time.monotonic() + self.limits_ttl, limits)
+        return limits
+
+    def _limits(self) -> list[TagConcurrencyLimit]:
+        cached = self._cache
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        return self.list_limits()
+
+    def buckets_for(self, tags: Mapping[str, str]) -> list[tuple[str, int]]:
+        """The buckets a step with ``tags`` takes a slot of, with their limits, from the
+        definitions cached for ``limits_ttl`` seconds."""
+        out: dict[str, int] = {}
+        for lim in self._limits():
+            bucket = lim.bucket_for(tags)
+            if bucket is not None and bucket not in out:
+                out[bucket] = lim.limit
+        return list(out.items())
+
+    # -- leases ---------------------------------------------------------------------------
+
+    def acquire(
+        self,
+        lease_id: str,
+        run_id: str,
+        step_key: str,
+        attempt: int,
+        tags: Mapping[str, str],
+        priority: int = 0,
+        worker: str = "",
+        ttl: float | None = None,
+    ) -> int | None:
+        """Take every slot the step's tags need, all or nothing.
+
+        Returns the fencing token when granted (now, or already: idempotent), else None: the
+        lease waits in line (a repeated call keeps its place and refreshes its expiry) and its
+        grant arrives later as a ``slot_granted`` engine event on the run's event stream.
+        """
+        buckets = [b for b, _ in self.buckets_for(tags)]
+        prio = max(-PRIORITY_BOUND, min(PRIORITY_BOUND, int(priority)))
+        reply = self._run(
+            "acquire",
+            lease_id,
+            run_id,
+            step_key,
+            int(attempt),
+            prio,
+            worker,
+            self._ttl_ms(ttl),
+            json.dumps(buckets),
+        )
+        return int(reply[1]) if int(reply[0]) == 1 else None
+
+    def release(self, lease_id: str, token: int) -> bool:
+        """Free the lease's slots (or withdraw a waiting lease with token 0) if ``token`` is
+        its fencing token; the next waiters are granted at once. False: gone or stale."""
+        return int(self._run("release", lease_id, int(token))) == 1
+
+    def renew(
+        self,
+        lease_id: str,
+        token: int,
+        worker: str = "",
+        ttl: float | None = None,
+        owner: str = "",
+    ) -> bool:
+        """Extend the lease to now + ``ttl`` (default ``lease_ttl``) if ``token`` matches and
+        it has not expired; a waiting lease renews with token 0. ``worker`` (if given)
+        becomes the renewer; with ``owner``, renew only while ``owner`` is the renewer."""
+        return self.renew_many([(lease_id, token)], worker, ttl, owner)[0] == RENEWED
+
+    def renew_many(
+        self,
+        leases: Sequence[tuple[str, int]],
+        worker: str = "",
+        ttl: float | None = None,
+        owner: str = "",
+    ) -> list[int]:
+        """:meth:`renew` for several ``(lease_id, token)`` in one round trip. Returns one code
+        per lease: :data:`RENEWED`, :data:`GONE` or :data:`NOT_OWNER`."""
+        if not leases:
+            return []
+        ttl_ms = self._ttl_ms(ttl)
+        pipe = self.client.pipeline(transaction=False)
+        for lease_id, token in leases:
+            self._run("renew", lease_id, int(token), ttl_ms, worker, owner, client=pipe)
+        return [int(code) for code in pipe.execute()]
+
+    def confirm(self, lease_id: str, token: int, worker: str, ttl: float | None = None) -> bool:
+        """What a worker calls right before it runs a step: True if the lease is still held
+        under ``token``, and the worker now renews it (expiry extended). False: the lease is
+        gone; the step must not run."""
+        return int(self._run("confirm", lease_id, int(token), self._ttl_ms(ttl), worker)) == 1
+
+    def free_run(self, run_id: str) -> int:
+        """Free every lease of a run (held or waiting), whatever its token. Returns how many."""
+        return int(self._run("free", "run", run_id))
+
+    def free_lease(self, lease_id: str) -> bool:
+        """Free one lease (held or waiting), whatever its token. Returns whether it existed."""
+        return int(self._run("free", "lease", lease_id)) == 1
+
+    def sweep(self) -> int:
+        """Drop expired leases and grant every waiter that can be granted. Returns the number
+        of grants. Coordinators call it periodically (a fraction of the lease time)."""
+        return int(self._run("sweep"))
+
+    def lease(self, lease_id: str) -> LeaseInfo | None:
+        """The live lease ``lease_id``, or None (absent or expired)."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hgetall(self.keys.limit_lease(lease_id))
+        pipe.time()
+        fields, (sec, usec) = pipe.execute()
+        if not fields:
+            return None
+        info = LeaseInfo.from_fields(lease_id, fields)
+        return info if info.expires > sec + usec / 1e6 else None
+
+    # -- views ----------------------------------------------------------------------------
+
+    def _view(self, buckets: Sequence[str] | None) -> dict[str, Any]:
+        arg = "" if buckets is None else json.dumps(list(buckets))
+        return dict(json.loads(self._run("snapshot", arg)))
+
+    @staticmethod
+    def _bucket_states(view: Mapping[str, Any]) -> list[BucketState]:
+        out = []
+        for row in _as_list(view.get("buckets")):
+            holders = [LeaseInfo.from_fields(f["lease_id"], f) for f in _as_list(row["holders"])]
+            holders.sort(key=lambda h: (h.since, h.lease_id))
+            waiters = [LeaseInfo.from_fields(f["lease_id"], f) for f in _as_list(row["waiters"])]
+            limit = int(row["limit"])
+            out.append(
+                BucketState(row["bucket"], None if limit < 0 else limit, (*holders,), (*waiters,))
+            )
+        return out
+
+    def bucket_states(self, buckets: Sequence[str]) -> list[BucketState]:
+        """Holders and waiters of the given buckets (one atomic read)."""
+        return self._bucket_states(self._view(buckets))
+
+    def snapshot(self) -> list[LimitState]:
+        """Every limit with its buckets' holders and waiters (one atomic read), sorted by
+        spec; buckets still in use under a deleted limit come last, with ``limit`` None."""
+        view = self._view(None)
+        flat = _as_list(view.get("defs"))
+        defs = {
+            flat[i]: TagConcurrencyLimit.model_validate(json.loads(flat[i + 1]))
+            for i in range(0, len(flat), 2)
+        }
+        grouped: dict[str, list[BucketState]] = {spec: [] for spec in defs}
+        orphans: list[BucketState] = []
+        for state in self._bucket_states(view):
+            if state.bucket in defs:
+                grouped[state.bucket].append(state)
+                continue
+            head, sep, _ = state.bucket.partition("=*")
+            spec = head + "=*"
+            if sep and spec in defs and defs[spec].per_unique_value:
+                grouped[spec].append(state)
+            else:
+                orphans.append(state)
+        out = []
+        for spec in sorted(defs):
+            lim = defs[spec]
+            found = grouped[spec]
+            if not lim.per_unique_value and not found:
+                found = [BucketState(spec, lim.limit, (), ())]
+            out.append(LimitState(spec, lim, tuple(found)))
+        out.extend(LimitState(o.bucket, None, (o,)) for o in orphans)
+        return out
+
+
+def default_worker_id(role: str = "coordinator") -> str:
+    """``<role>:<hostname>/<pid>``: who renews a lease."""
+    return f"{role}:{socket.gethostname()}/{os.getpid()}"
+
+
+class RedisArbiter(SlotArbiter):
+    """The cross-run limiter as the slot arbiter of one run.
+
+    A step with no limited tag is granted without a Redis call (limits are cached for
+    ``limiter.limits_ttl``). A queued step's grant arrives as a ``slot_granted`` engine event
+    on the run's event stream; the executor passes it to :meth:`note_granted`, and the loop
+    picks it up from :meth:`granted`. The executor calls :meth:`renew_all` periodically (a
+    fraction of the lease time) to keep this run's leases alive; once a worker confirms a
+    lease it renews it itself and this arbiter stops.
+
+    Args:
+        limiter: the limiter.
+        run_id: the run this arbiter serves.
+        worker: the renewer name recorded on leases (default ``coordinator:<host>/<pid>``).
+    """
+
+    def __init__(self, limiter: RedisLimiter, run_id: str, worker: str | None = None):
+        self.limiter = limiter
+        self.run_id = run_id
+        self.worker = worker or default_worker_id()
+        self.tokens: dict[str, int] = {}  # attempt id -> fencing token of its grant
+        self._lock = threading.RLock()
+        self._unlimited: set[str] = set()  # granted without Redis (no limited tag)
+        self._waiting: dict[str, tuple[SlotRequest, tuple[str, ...]]] = {}  # -> its buckets
+        self._handed_over: set[str] = set()  # held leases that someone else renews now
+        self._newly_granted: list[str] = []
+
+    # -- SlotArbiter ----------------------------------------------------------------------
+
+    def request(self, req: SlotRequest) -> bool:
+        with self._lock:
+            if req.attempt_id in self._unlimited or req.attempt_id in self.tokens:
+                return True
+            buckets = tuple(b for b, _ in self.limiter.buckets_for(req.tags))
+            if not buckets:
+                self._unlimited.add(req.attempt_id)
+                return True
+            token = self._acquire(req)
+            if token is not None:
+                self._waiting.pop(req.attempt_id, None)
+                self.tokens[req.attempt_id] = token
+                return True
+            self._waiting[req.attempt_id] = (req, buckets)
+            return False
+
+    def _acquire(self, req: SlotRequest) -> int | None:
+        attempt = req.attempt_id.rsplit(":", 1)[-1]
+        return self.limiter.acquire(
+            req.attempt_id,
+            req.run_id,
+            req.step_key,
+            int(attempt) if attempt.isdigit() else 0,
+            req.tags,
+            req.priority,
+            self.worker,
+        )
+
+    def adopt(self, req: SlotRequest) -> None:
+        """Re-register an in-flight attempt (a restarted coordinator): an existing lease is
+        re-acquired idempotently with its token; if a (dead) coordinator renewed it, this one
+        takes over; if a worker renews it, the worker goes on doing so. A lease that is gone is
+        asked for again (counted against the limit)."""
+        with self._lock:
+            if not self.request(req) or req.attempt_id in self._unlimited:
+                return
+            info = self.limiter.lease(req.attempt_id)
+            if info is None or info.worker == self.worker:
+                return
+            if info.worker.startswith("coordinator:"):
+                self.limiter.renew(req.attempt_id, info.token, worker=self.worker)
+            else:
+                self._handed_over.add(req.attempt_id)
+
+    def release(self, attempt_id: str) -> None:
+        with self._lock:
+            if attempt_id in self._unlimited:
+                self._unlimited.discard(attempt_id)
+                return
+            self._handed_over.discard(attempt_id)
+            if attempt_id in self._newly_granted:
+                self._newly_granted.remove(attempt_id)
+            token = self.tokens.pop(attempt_id, None)
+            if token is not None:
+                self.limiter.release(attempt_id, token)
+                return
+            if self._waiting.pop(attempt_id, None) is None:
+                return
+            if not self.limiter.release(attempt_id, 0):
+                # Granted while we withdrew (its event not seen yet): the lease is this run's
+                # attempt, so free it under the token it was granted.
+                info = self.limiter.lease(attempt_id)
+                if info is not None and info.run_id == self.run_id and info.state == "held":
+                    self.limiter.release(attempt_id, info.token)
+
+    def granted(self) -> list[str]:
+        with self._lock:
+            out, self._newly_granted = self._newly_granted, []
+            return out
+
+    def describe_wait(self, attempt_id: str) -> str:
+        with self._lock:
+            waiting = self._waiting.get(attempt_id)
+        if waiting is None:
+            return "not waiting for a concurrency slot"
+        parts = []
+        for state in self.limiter.bucket_states(waiting[1]):
+            limit = "no limit" if state.limit is None else f"limit {state.limit}"
+            holders = ", ".join(
+                f"{h.run_id}/{h.step_key} (attempt {h.attempt}, {h.worker or 'unknown'})"
+                for h in state.holders
+            )
+            ahead = 0
+            for w in state.waiters:
+                if w.lease_id == attempt_id:
+                    break
+                ahead += 1
+            if state.limit is not None and len(state.holders) >= state.limit:
+                detail = f"held by {holders}" if holders else "no slot free"
+            else:
+                detail = f"{len(state.holders)} held"
+            if ahead:
+                detail += f"; {ahead} waiting ahead"
+            parts.append(f"{state.bucket} ({limit}; {detail})")
+        return "waiting for a slot of " + "; ".join(parts)
+
+    # -- grants and renewal ----------------------------------------------------------------
+
+    def note_granted(self, attempt_id: str, token: int) -> None:
+        """A ``slot_granted`` event for ``attempt_id`` arrived (read from the run stream
+        after the request): :meth:`granted` returns it next. Unknown ids are ignored."""
+        with self._lock:
+            if self._waiting.pop(attempt_id, None) is None:
+                return
+            self.tokens[attempt_id] = int(token)
+            self._newly_granted.append(attempt_id)
+
+    def renew_all(self) -> list[str]:
+        """Renew every lease this arbiter holds (and still renews) or waits on, in one round
+        trip. A waiting lease found granted is noted as granted; one that lapsed asks again.
+        Returns the attempt ids of held leases that are gone (expired or freed)."""
+        with self._lock:
+            held = [(a, t) for a, t in self.tokens.items() if a not in self._handed_over]
+            waiting = [(a, 0) for a in self._waiting]
+            codes = self.limiter.renew_many([*held, *waiting], owner=self.worker)
+            lost = []
+            for (attempt_id, _), code in zip(held, codes[: len(held)], strict=True):
+                if code == NOT_OWNER:
+                    self._handed_over.add(attempt_id)
+                elif code == GONE:
+                    lost.append(attempt_id)
+            for (attempt_id, _), code in zip(waiting, codes[len(held) :], strict=True):
+                if code == RENEWED:
+                    continue
+                info = self.limiter.lease(attempt_id)
+                if info is not None and info.state == "held":
+                    self.note_granted(attempt_id, info.token)
+                elif info is None:
+                    # it lapsed while waiting (this process stalled): ask again, at the back
+                    granted_now = self._acquire(self._waiting[attempt_id][0])
+                    if granted_now is not None:
+                        self.note_granted(attempt_id, granted_now)
+            return lost
+
+    @property
+    def waiting(self) -> list[str]:
+        """Attempt ids waiting for slots."""
+        with self._lock:
+            return list(self._waiting)
+
+    def release_all(self) -> None:
+        """Release every lease of this arbiter (held or waiting)."""
+        with self._lock:
+            for attempt_id in [*self.tokens, *self._waiting, *self._unlimited]:
+                self.release(attempt_id)
