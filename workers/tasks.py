@@ -22,8 +22,8 @@ from celery import Celery
 from orchestrator.definitions.reconstruct import CodeLocation, JobPointer, load_job
 from orchestrator.distributed.attempts import AttemptRegistry
 from orchestrator.execution.context import RunContext
-from orchestrator.execution.events import STEP_TERMINAL, Event, EventType, make_event
-from orchestrator.execution.step_runner import StepRunner
+from orchestrator.execution.events import STEP_TERMINAL, ErrorInfo, Event, EventType, make_event
+from orchestrator.execution.step_runner import StepRunner, start_event
 from orchestrator.plan.steps import ExecutionPlan
 from orchestrator.redis_keys import RedisKeys
 from orchestrator.settings import Settings, get_settings
@@ -71,6 +71,17 @@ class WorkerRuntime:
     def keys(self) -> RedisKeys:
         return self.instance.keys
 
+    @property
+    def limiter(self) -> Any:
+        """The cross-run limiter (built once per process)."""
+        if "limiter" not in self._runs:
+            from orchestrator.concurrency.redis import RedisLimiter
+
+            self._runs["limiter"] = RedisLimiter(
+                self.instance.client, self.keys, self.settings.lease_seconds
+            )
+        return self._runs["limiter"]
+
     def plan(self, run_id: str) -> ExecutionPlan:
         if run_id not in self._plans:
             text = self.instance.client.get(self.keys.run_plan(run_id))
@@ -106,10 +117,8 @@ class _Heartbeat(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        from orchestrator.concurrency.redis import RedisLimiter
-
         rt, msg = self.rt, self.message
-        limiter = RedisLimiter(rt.instance.client, rt.keys, rt.settings.lease_seconds)
+        limiter = rt.limiter
         while not self.stop.wait(rt.settings.heartbeat_interval):
             try:
                 if not rt.attempts.beat(msg["attempt_id"], self.token, rt.settings.lease_seconds):
@@ -124,26 +133,30 @@ def _location_allowed(rt: WorkerRuntime, location: CodeLocation) -> bool:
     return any(location == allowed for allowed in rt.locations)
 
 
+def _failure(run_id: str, step_key: str, attempt: int, cls_name: str, text: str) -> Event:
+    return make_event(
+        EventType.STEP_FAILURE,
+        run_id,
+        text,
+        step_key=step_key,
+        attempt=attempt,
+        error={"cls_name": cls_name, "message": text, "stack": "", "cause": None},
+    )
+
+
 def run_step_message(message: dict[str, Any]) -> str:
-    """Run one step attempt described by ``message``; returns what happened (for logs)."""
+    """Run one step attempt described by ``message``; returns what happened (for logs).
+
+    Round trips on the way: confirm the concurrency lease (limited steps only), claim the
+    attempt and store STEP_START (one script), log lines as they come, and one script at the
+    end storing the outputs and the final event.
+    """
     rt = runtime()
     attempt_id: str = message["attempt_id"]
     run_id: str = message["run_id"]
     step_key: str = message["step_key"]
     attempt: int = message["attempt"]
     token = uuid.uuid4().hex
-    state = rt.attempts.claim(attempt_id, rt.worker_id, token, rt.settings.lease_seconds)
-    if state != "claimed":
-        log.info("ignoring delivery of attempt %s: it is %s", attempt_id, state)
-        return f"ignored ({state})"
-
-    def report(event: Event) -> None:
-        if event.event_type_value in _ENDS_ATTEMPT:
-            if rt.attempts.finish(attempt_id, token, event) is None:
-                log.warning("attempt %s was taken away; its result is dropped", attempt_id)
-        else:
-            rt.instance.store_event(event)
-
     pointer = JobPointer.from_dict(message["pointer"])
     if not _location_allowed(rt, pointer.location):
         allowed = ", ".join(str(loc) for loc in rt.locations) or "none"
@@ -151,44 +164,52 @@ def run_step_message(message: dict[str, Any]) -> str:
             f"worker {rt.worker_id} refuses step {step_key!r}: its code location "
             f"({pointer.location}) is not one this worker was started with ({allowed})"
         )
-        report(
-            make_event(
-                EventType.STEP_FAILURE,
-                run_id,
-                text,
-                step_key=step_key,
-                attempt=attempt,
-                error={
-                    "cls_name": "CodeLocationRejected",
-                    "message": text,
-                    "stack": "",
-                    "cause": None,
-                },
+        if (
+            rt.attempts.claim(attempt_id, rt.worker_id, token, rt.settings.lease_seconds)
+            == "claimed"
+        ):
+            rt.attempts.finish(
+                attempt_id, token, _failure(run_id, step_key, attempt, "CodeLocationRejected", text)
             )
-        )
         return "rejected"
-    if message.get("lease_token"):
-        from orchestrator.concurrency.redis import RedisLimiter
-
-        limiter = RedisLimiter(rt.instance.client, rt.keys, rt.settings.lease_seconds)
-        if not limiter.confirm(attempt_id, int(message["lease_token"]), rt.worker_id):
-            text = (
-                f"step {step_key!r} attempt {attempt} was not run: its concurrency lease "
-                "expired while the message waited in the broker (its coordinator stopped "
-                "renewing it)"
-            )
-            rt.attempts.settle(attempt_id, "canceled")
+    lease_token = message.get("lease_token")
+    if lease_token and not rt.limiter.confirm(attempt_id, int(lease_token), rt.worker_id):
+        if rt.attempts.settle(attempt_id, "canceled"):
             rt.instance.store_event(
                 make_event(
                     EventType.ENGINE_EVENT,
                     run_id,
-                    text,
+                    f"step {step_key!r} attempt {attempt} was not run: its concurrency lease "
+                    "expired while the message waited in the broker (its coordinator stopped "
+                    "renewing it)",
                     step_key=step_key,
                     attempt=attempt,
                     kind="attempt_rejected",
                 )
             )
-            return "lease expired"
+        return "lease expired"
+    state = rt.attempts.claim(
+        attempt_id,
+        rt.worker_id,
+        token,
+        rt.settings.lease_seconds,
+        start_event(run_id, step_key, attempt),
+    )
+    if state != "claimed":
+        log.info("ignoring delivery of attempt %s: it is %s", attempt_id, state)
+        return f"ignored ({state})"
+    held: list[Event] = []  # outputs travel with the final event: one round trip
+
+    def report(event: Event) -> None:
+        if event.event_type_value in _ENDS_ATTEMPT:
+            if rt.attempts.finish(attempt_id, token, event, held) is None:
+                log.warning("attempt %s was taken away; its result is dropped", attempt_id)
+            held.clear()
+        elif event.event_type_value == EventType.STEP_OUTPUT.value:
+            held.append(event)
+        else:
+            rt.instance.store_event(event)
+
     heartbeat = _Heartbeat(rt, message, token)
     heartbeat.start()
     try:
@@ -204,11 +225,8 @@ def run_step_message(message: dict[str, Any]) -> str:
             loggers=[logging.getLogger("orchestrator")],
             instance=rt.instance,
         )
-        outcome = StepRunner(ctx).run(step_key, attempt)
-        return outcome.status
+        return StepRunner(ctx).run(step_key, attempt, announce=False).status
     except Exception as exc:  # the job or plan could not be loaded: fail the attempt, loudly
-        from orchestrator.execution.events import ErrorInfo
-
         info = ErrorInfo.from_exception(exc)
         report(
             make_event(

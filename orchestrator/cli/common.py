@@ -62,18 +62,81 @@ def bad_input_exits() -> Iterator[None]:
 
 
 def get_instance() -> Instance:
-    """The instance commands store runs in.
+    """The shared, persistent instance commands store runs in (``Instance.from_settings()``).
 
-    The one place that decides it: the ephemeral in-memory instance for now; the instance from
-    settings (shared Redis storage) once it exists.
+    ``ORCHESTRATOR_REDIS_URL`` when set; otherwise the embedded Valkey server under
+    ``ORCHESTRATOR_HOME``, started on first use and reused by later commands, so ``run list``
+    in a new process sees the runs of earlier ones. The server is pinged (with a short timeout)
+    before the instance is handed out, so an unreachable one is reported here, once.
+
+    Raises:
+        BadInput: the configured server does not answer, its URL is malformed, or the embedded
+            server cannot be started (exit 2, with a message naming the URL or the log).
     """
-    return Instance.ephemeral()
+    from orchestrator.embedded import EmbeddedServerError, resolve_redis_url
+    from orchestrator.settings import get_settings
+
+    settings = get_settings()
+    try:
+        url = resolve_redis_url(settings)
+    except EmbeddedServerError as exc:
+        raise BadInput(f"cannot start the embedded server: {exc}") from exc
+    ping_server(url, "ORCHESTRATOR_REDIS_URL" if settings.redis_url else "embedded server")
+    return Instance.from_url(url, settings.key_prefix)
 
 
-def make_console(*, stderr: bool = False) -> Console:
+# How long a command waits for the server to accept a connection and answer PING.
+PING_TIMEOUT_SECONDS = 5.0
+
+
+def ping_server(url: str, source: str) -> None:
+    """Check that the Redis server at ``url`` answers, or raise :class:`BadInput` naming the URL
+    (password masked) and where it came from (``source``)."""
+    import redis
+
+    shown = redact_url(url)
+    try:
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=PING_TIMEOUT_SECONDS, socket_timeout=PING_TIMEOUT_SECONDS
+        )
+    except ValueError as exc:  # malformed URL (scheme, port, ...)
+        raise BadInput(f"{source} is not a valid Redis URL: {shown} ({exc})") from exc
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise BadInput(f"cannot reach Redis at {shown} ({source}): {exc}") from exc
+    finally:
+        client.close()
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (safe to print)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def make_console(*, stderr: bool = False, min_width: int | None = None) -> Console:
     """A rich console on stdout (or stderr) that never re-wraps long lines (error messages and
-    config paths stay greppable) and does not guess syntax highlighting."""
-    return Console(stderr=stderr, soft_wrap=True, highlight=False)
+    config paths stay greppable) and does not guess syntax highlighting.
+
+    Args:
+        stderr: write to stderr.
+        min_width: when the output is not a terminal (a pipe, a file), lay tables out at least
+            this wide rather than rich's default of 80 columns, so run ids are never cut.
+    """
+    console = Console(stderr=stderr, soft_wrap=True, highlight=False)
+    if min_width is not None and not console.is_terminal and console.width < min_width:
+        console.width = min_width
+    return console
 
 
 # -- options ---------------------------------------------------------------------------------
@@ -133,15 +196,7 @@ def run_options(f: F) -> F:
         metavar="KEY",
         help="Partition key to run (partitioned jobs).",
     )(f)
-    f = click.option(
-        "--op-selection",
-        "op_selection",
-        metavar="QUERY",
-        multiple=True,
-        callback=_selection_callback,
-        help="Ops to run, e.g. '*add_one' or 'a+,b' (repeatable or comma-separated; the "
-        "union is run).",
-    )(f)
+    f = op_selection_option(f)
     f = click.option(
         "-c",
         "--config",
@@ -153,6 +208,19 @@ def run_options(f: F) -> F:
         help="YAML run config file; repeat to merge several (later files win).",
     )(f)
     return f
+
+
+def op_selection_option(f: F) -> F:
+    """``--op-selection QUERY ...``: the command gets a list of clauses, or None for all ops."""
+    return click.option(
+        "--op-selection",
+        "op_selection",
+        metavar="QUERY",
+        multiple=True,
+        callback=_selection_callback,
+        help="Ops to run, e.g. '*add_one' or 'a+,b' (repeatable or comma-separated; the "
+        "union is run).",
+    )(f)
 
 
 def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,13 +8,16 @@ workers writing to shared storage.
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from types import TracebackType
 
 from rich.console import Console
 from rich.status import Status
 from rich.text import Text
 
+from orchestrator.cli.common import RunFailed
 from orchestrator.execution.events import RUN_TERMINAL, ErrorInfo, Event, EventType
 from orchestrator.execution.loop import ATTEMPT_LOST, WAITING_FOR_SLOT
 from orchestrator.storage.base import Instance, RunStatus
@@ -141,8 +144,10 @@ class RunProgress:
     def stop(self) -> None:
         """Stop following once every stored event has been printed."""
         self._stop.set()
-        if self.instance.get_run(self.run_id) is not None:
-            self._thread.join()  # the follower ends on the run's last event, or soon after
+        # The follower ends on the run's last event, or within one wait after being told to
+        # stop; join it even when no run was stored (bad input), so it is not left blocked on
+        # a connection the caller is about to close.
+        self._thread.join()
         if self._status is not None:
             self._status.stop()
 
@@ -219,3 +224,32 @@ def print_run_end(out: Console, err: Console, instance: Instance, run_id: str) -
         if stack:
             err.print(Text(stack, style="dim"))
     return status is RunStatus.SUCCESS
+
+
+def execute_with_progress(
+    out: Console, err: Console, instance: Instance, run_id: str, execute: Callable[[], object]
+) -> bool:
+    """Call ``execute`` (which runs ``run_id`` here, stored in ``instance``) while printing its
+    progress, then print how it ended (:func:`print_run_end`). Returns True if it succeeded.
+
+    Raises:
+        RunFailed: the engine itself failed once the run was stored (exit code 1).
+        Exception: whatever ``execute`` raised before the run was stored (bad input: exit 2).
+    """
+    with RunProgress(out, instance, run_id):
+        try:
+            execute()
+        except Exception as exc:
+            if instance.get_run(run_id) is None:
+                raise  # nothing ran: bad input (exit 2), or a bug that needs its traceback
+            # The engine failed mid-run; the run is stored as failed with the stack.
+            raise RunFailed(f"run {run_id} failed: {type(exc).__name__}: {exc}") from exc
+    return print_run_end(out, err, instance, run_id)
+
+
+def quiet_last_resort_logging() -> None:
+    """Op log messages are printed from the run's LOG_MESSAGE events; keep Python's last-resort
+    handler from printing warnings a second time when nothing configured logging."""
+    log = logging.getLogger("orchestrator")
+    if not log.hasHandlers():
+        log.addHandler(logging.NullHandler())

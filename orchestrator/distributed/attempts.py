@@ -101,21 +101,34 @@ class AttemptRegistry:
 
     # -- worker side ----------------------------------------------------------------------
 
-    def claim(self, attempt_id: str, worker: str, token: str, ttl: float) -> str:
-        """Take a queued attempt; returns ``claimed`` or why not (its state)."""
-        keys = [self.keys.attempt(attempt_id), self.keys.attempt_heartbeat(attempt_id)]
-        return str(self._claim(keys=keys, args=[worker, token, int(ttl * 1000)]))
+    def claim(
+        self, attempt_id: str, worker: str, token: str, ttl: float, start_event: Event | None = None
+    ) -> str:
+        """Take a queued attempt (appending ``start_event`` to its run's log in the same
+        step); returns ``claimed`` or why not (the attempt's state)."""
+        run_id = start_event.run_id if start_event else ""
+        keys = [
+            self.keys.attempt(attempt_id),
+            self.keys.attempt_heartbeat(attempt_id),
+            self.keys.run_events(run_id),
+        ]
+        start = json.dumps(start_event.to_dict()) if start_event else ""
+        return str(self._claim(keys=keys, args=[worker, token, int(ttl * 1000), start]))
 
     def beat(self, attempt_id: str, token: str, ttl: float) -> bool:
         keys = [self.keys.attempt(attempt_id), self.keys.attempt_heartbeat(attempt_id)]
         return bool(self._beat(keys=keys, args=[token, int(ttl * 1000)]))
 
-    def finish(self, attempt_id: str, token: str, event: Event) -> str | None:
-        """Append the attempt's final event unless the attempt is no longer ours."""
+    def finish(
+        self, attempt_id: str, token: str, event: Event, held: list[Event] | None = None
+    ) -> str | None:
+        """Append ``held`` events then the attempt's final ``event``, unless the attempt is no
+        longer ours (then nothing is appended and None is returned)."""
         keys = [
             self.keys.attempt(attempt_id),
             self.keys.attempt_heartbeat(attempt_id),
             self.keys.run_events(event.run_id),
         ]
-        reply = self._finish(keys=keys, args=[token, json.dumps(event.to_dict())])
+        payload = [json.dumps(e.to_dict()) for e in [*(held or []), event]]
+        reply = self._finish(keys=keys, args=[token, *payload])
         return str(reply) if reply else None

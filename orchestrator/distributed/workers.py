@@ -66,11 +66,7 @@ class WorkerRegistry:
         for worker_id in ids:
             pipe.exists(self.keys.worker(worker_id))
         alive = pipe.execute()
-        return {
-            w: json.loads(infos[w])
-            for w, ok in zip(ids, alive, strict=True)
-            if ok
-        }
+        return {w: json.loads(infos[w]) for w, ok in zip(ids, alive, strict=True) if ok}
 
     def live_queues(self) -> set[str]:
         queues: set[str] = set()

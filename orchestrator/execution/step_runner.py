@@ -25,7 +25,7 @@ from orchestrator.errors import (
     UserCodeError,
 )
 from orchestrator.execution.context import LogManager, OpExecutionContext, RunContext
-from orchestrator.execution.events import ErrorInfo, EventType, make_event
+from orchestrator.execution.events import ErrorInfo, Event, EventType, make_event
 from orchestrator.execution.resource_scope import ResourceScope
 from orchestrator.execution.user_code import user_code_boundary
 from orchestrator.plan.steps import ExecutionStep, InputKind
@@ -55,13 +55,26 @@ def _user_exception(exc: BaseException) -> BaseException:
     return exc.user_exception if isinstance(exc, UserCodeError) else exc
 
 
+def start_event(run_id: str, step_key: str, attempt: int) -> Event:
+    """The STEP_START event of an attempt."""
+    return make_event(
+        EventType.STEP_START,
+        run_id,
+        f"Started execution of step {step_key!r}",
+        step_key=step_key,
+        attempt=attempt,
+    )
+
+
 class StepRunner:
     """Runs attempts of the steps of one run (see module docstring)."""
 
     def __init__(self, ctx: RunContext):
         self.ctx = ctx
 
-    def run(self, step_key: str, attempt: int) -> StepOutcome:
+    def run(self, step_key: str, attempt: int, announce: bool = True) -> StepOutcome:
+        """Run one attempt. ``announce=False``: the caller already stored STEP_START (a Celery
+        worker does so atomically with claiming the attempt; see :func:`start_event`)."""
         ctx = self.ctx
         step = ctx.plan.step(step_key)
         node = ctx.job.all_op_nodes[step_key]
@@ -72,15 +85,8 @@ class StepRunner:
         )
         emit = ctx.emit
         started = time.perf_counter()
-        emit(
-            make_event(
-                EventType.STEP_START,
-                ctx.run_id,
-                f"Started execution of step {step_key!r}",
-                step_key=step_key,
-                attempt=attempt,
-            )
-        )
+        if announce:
+            emit(start_event(ctx.run_id, step_key, attempt))
         outputs: dict[str, Any] = {}
         metadata: dict[str, dict[str, Any]] = {}
         op_config: Any = None

@@ -19,6 +19,7 @@ class InProcessExecutor(Executor):
     """Runs each launched step synchronously inside :meth:`wait`."""
 
     in_process = True
+    stores_events = True  # stored as the step emits them, so followers see a long step live
 
     def __init__(self, config: InProcessConfig | None = None):
         self.config = config or InProcessConfig()
@@ -32,9 +33,11 @@ class InProcessExecutor(Executor):
         return UnlimitedArbiter()
 
     def start(self, ctx: RunContext) -> None:
-        self._runner = StepRunner(
-            replace(ctx, emit=self._events.append, retries_enabled=self.retries_enabled)
-        )
+        def emit(event: Event) -> None:
+            ctx.emit(event)
+            self._events.append(event)
+
+        self._runner = StepRunner(replace(ctx, emit=emit, retries_enabled=self.retries_enabled))
 
     def launch(self, launch: Launch) -> None:
         self._queue.append(launch)

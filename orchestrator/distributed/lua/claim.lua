@@ -1,9 +1,11 @@
--- claim.lua: a worker takes a queued step attempt before running it.
--- KEYS[1]  attempt hash   <p>:attempt:<attempt_id>   fields: state, worker, token, started_at
--- KEYS[2]  heartbeat key  <p>:attempt:<attempt_id>:hb (string, expires unless renewed)
+-- claim.lua: a worker takes a queued step attempt before running it, and announces its start.
+-- KEYS[1]  attempt hash     <p>:attempt:<attempt_id>   fields: state, worker, token, started_at
+-- KEYS[2]  heartbeat key    <p>:attempt:<attempt_id>:hb (string, expires unless renewed)
+-- KEYS[3]  run event stream <p>:run:<run_id>:events    (entries: field "e" = event JSON)
 -- ARGV[1]  worker id
 -- ARGV[2]  claim token (random, per delivery)
 -- ARGV[3]  heartbeat ttl in milliseconds
+-- ARGV[4]  STEP_START event JSON, appended to the stream on a successful claim ("" for none)
 -- Returns "claimed", or the attempt's current state ("running", "done", "lost", "canceled")
 -- when it is not queued (a redelivered or duplicate message), or "unknown".
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -17,4 +19,7 @@ local now = redis.call('TIME')
 redis.call('HSET', KEYS[1], 'state', 'running', 'worker', ARGV[1], 'token', ARGV[2],
   'started_at', now[1] .. '.' .. string.format('%06d', now[2]))
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+if ARGV[4] ~= '' then
+  redis.call('XADD', KEYS[3], '*', 'e', ARGV[4])
+end
 return 'claimed'

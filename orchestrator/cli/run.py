@@ -1,0 +1,360 @@
+"""``orchestrator run ...``: list, show, follow and re-execute the runs of the shared instance.
+
+Runs are read from the instance every command shares (``ORCHESTRATOR_REDIS_URL``, or the
+embedded server under ``ORCHESTRATOR_HOME``), so a run executed by one process is listed by the
+next. What is shown is computed by the pure functions of :mod:`orchestrator.cli.run_view`.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import click
+import yaml
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from orchestrator.cli.common import (
+    EXIT_RUN_FAILED,
+    BadInput,
+    bad_input_exits,
+    get_instance,
+    make_console,
+    op_selection_option,
+)
+from orchestrator.cli.progress import (
+    execute_with_progress,
+    format_duration,
+    quiet_last_resort_logging,
+    user_traceback,
+)
+from orchestrator.cli.run_view import (
+    StepStatus,
+    describe_pointer,
+    format_time,
+    log_line,
+    plan_step_keys,
+    run_duration,
+    short_tags,
+    step_summaries,
+    styled,
+)
+from orchestrator.errors import CodeLocationError, ReconstructionError
+from orchestrator.execution.events import RUN_TERMINAL, EventType
+from orchestrator.storage.base import Instance, RunRecord, RunsFilter, RunStatus
+
+# Tables of runs are laid out at least this wide when stdout is not a terminal.
+_TABLE_WIDTH = 160
+# How long ``run logs --follow`` blocks in one wait before it re-checks the run's record (a run
+# whose driver died ends without a terminal event; the record still says it is finished).
+_FOLLOW_WAIT_SECONDS = 5.0
+
+_TERMINAL_TYPES = frozenset(t.value for t in RUN_TERMINAL)
+
+
+@click.group("run")
+def run() -> None:
+    """Inspect the runs stored in the shared instance, follow them, re-execute them."""
+
+
+def _require_run(instance: Instance, run_id: str) -> RunRecord:
+    record = instance.get_run(run_id)
+    if record is None:
+        raise BadInput(f"no run with id {run_id!r} (see `orchestrator run list`)")
+    return record
+
+
+def _parse_tag_filters(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, str] | None:
+    tags: dict[str, str] = {}
+    for value in values:
+        key, sep, tag_value = value.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {value!r}")
+        tags[key] = tag_value
+    return tags or None
+
+
+def _parse_statuses(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> list[RunStatus] | None:
+    statuses = []
+    for value in values:
+        try:
+            statuses.append(RunStatus(value.upper()))
+        except ValueError:
+            raise click.BadParameter(
+                f"unknown status {value!r}; valid: {', '.join(RunStatus)}"
+            ) from None
+    return statuses or None
+
+
+# -- run list --------------------------------------------------------------------------------
+
+
+@run.command("list", short_help="List runs, newest first.")
+@click.option("--job", "job_name", metavar="NAME", help="Only runs of this job.")
+@click.option(
+    "--status",
+    "statuses",
+    metavar="STATUS",
+    multiple=True,
+    callback=_parse_statuses,
+    help=f"Only runs with this status (repeatable: any of them): {', '.join(RunStatus)}.",
+)
+@click.option(
+    "--tag",
+    "tags",
+    metavar="KEY=VALUE",
+    multiple=True,
+    callback=_parse_tag_filters,
+    help="Only runs with this tag (repeatable: all of them).",
+)
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Show at most this many runs.",
+)
+def list_command(
+    job_name: str | None,
+    statuses: list[RunStatus] | None,
+    tags: dict[str, str] | None,
+    limit: int,
+) -> None:
+    """List the runs of the shared instance, newest first: id, job, status, start, duration,
+    tags.
+
+    \b
+    Examples:
+      orchestrator run list --job etl --status FAILURE
+      orchestrator run list --tag team=data --limit 5
+    """
+    filters = RunsFilter(job_name=job_name, statuses=statuses, tags=tags)
+    out = make_console(min_width=_TABLE_WIDTH)
+    with bad_input_exits(), get_instance() as instance:
+        records = instance.get_runs(filters, limit=limit + 1)
+    if not records:
+        out.print("No runs found.", markup=False)
+        return
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("Run ID", no_wrap=True)
+    table.add_column("Job", style="bold", no_wrap=True)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Started", no_wrap=True)
+    table.add_column("Duration", justify="right", no_wrap=True)
+    table.add_column("Tags", overflow="fold")
+    for record in records[:limit]:
+        table.add_row(
+            record.run_id,
+            Text(record.job_name),
+            styled(record.status.value),
+            format_time(record.start_time),
+            run_duration(record),
+            Text(short_tags(record.tags), style="dim"),
+        )
+    out.print(table)
+    if len(records) > limit:
+        out.print(f"(the newest {limit} runs; --limit N shows more)", style="dim", markup=False)
+
+
+# -- run show --------------------------------------------------------------------------------
+
+
+@run.command("show", short_help="Show a run: status, config, and each step's state.")
+@click.argument("run_id")
+def show_command(run_id: str) -> None:
+    """Show one run: status, job, tags, timestamps, parent run, run config, and each step with
+    its state (succeeded, failed, skipped, running, waiting for slot, up for retry, not
+    started), attempts, duration and error. Failed steps' tracebacks follow on stderr."""
+    out = make_console(min_width=_TABLE_WIDTH)
+    err = make_console(stderr=True)
+    with bad_input_exits(), get_instance() as instance:
+        record = _require_run(instance, run_id)
+        events = instance.all_events(run_id)
+    _print_header(out, record)
+    steps = step_summaries(events, plan_step_keys(record))
+    out.print()
+    if not steps:
+        out.print("No steps have started yet.", markup=False)
+        return
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("Step", style="bold", no_wrap=True)
+    table.add_column("State", no_wrap=True)
+    table.add_column("Attempts", justify="right")
+    table.add_column("Duration", justify="right", no_wrap=True)
+    table.add_column("Details", overflow="fold")
+    for step in steps:
+        if step.error:
+            details = Text(step.error, style="red")
+        else:
+            details = Text(step.note or "", style="dim")
+        table.add_row(
+            Text(step.step_key),
+            styled(step.status.value),
+            str(step.attempts) if step.attempts else "",
+            format_duration(step.duration_ms),
+            details,
+        )
+    out.print(table)
+    failed = {s.step_key for s in steps if s.status is StepStatus.FAILED}
+    for event in events:
+        if event.event_type_value == EventType.STEP_FAILURE and event.step_key in failed:
+            stack = user_traceback(event.error)
+            if stack:
+                err.print(Text(f"Step {event.step_key!r} failed:", style="red"))
+                err.print(Text(stack, style="dim"))
+
+
+def _print_header(out: Console, record: RunRecord) -> None:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    rows: list[tuple[str, str | Text]] = [
+        ("Run", record.run_id),
+        ("Job", record.job_name),
+        ("Status", styled(record.status.value)),
+        ("Created", format_time(record.created_at)),
+        ("Started", format_time(record.start_time) or "-"),
+        ("Ended", format_time(record.end_time) or "-"),
+        ("Duration", run_duration(record) or "-"),
+    ]
+    if record.parent_run_id:
+        rows.append(("Parent run", record.parent_run_id))
+    if record.root_run_id and record.root_run_id != record.parent_run_id:
+        rows.append(("Root run", record.root_run_id))
+    if record.op_selection:
+        rows.append(("Op selection", ", ".join(record.op_selection)))
+    if record.partition_key is not None:
+        rows.append(("Partition", record.partition_key))
+    location = describe_pointer(record.pointer)
+    if location:
+        rows.append(("Code location", location))
+    tags = ", ".join(f"{k}={v}" for k, v in sorted(record.tags.items()))
+    rows.append(("Tags", tags or "-"))
+    for label, value in rows:
+        grid.add_row(label, value if isinstance(value, Text) else Text(value))
+    out.print(grid)
+    out.print()
+    out.print("Run config:", style="bold", markup=False)
+    if record.run_config:
+        text = yaml.safe_dump(dict(record.run_config), sort_keys=False, default_flow_style=False)
+        out.print(Text("  " + text.rstrip().replace("\n", "\n  ")))
+    else:
+        out.print("  (none)", style="dim", markup=False)
+
+
+# -- run logs --------------------------------------------------------------------------------
+
+
+@run.command("logs", short_help="Print a run's events; --follow streams a live run.")
+@click.argument("run_id")
+@click.option(
+    "--follow",
+    "-F",
+    "follow",
+    is_flag=True,
+    help="Keep printing events as they are stored, until the run ends.",
+)
+def logs_command(run_id: str, follow: bool) -> None:
+    """Print a run's events, oldest first: time, event type, step, message.
+
+    With --follow, wait for new events (woken by each one, no polling) and return once the run
+    has ended (RUN_SUCCESS, RUN_FAILURE or RUN_CANCELED). The exit code is 0 whatever the run's
+    outcome: it says the log was printed (see `orchestrator run show` for the outcome).
+    """
+    out = make_console()
+    with bad_input_exits(), get_instance() as instance:
+        _require_run(instance, run_id)
+        if not follow:
+            for event in instance.all_events(run_id):
+                out.print(log_line(event))
+            return
+        _follow(out, instance, run_id)
+
+
+def _follow(out: Console, instance: Instance, run_id: str) -> None:
+    cursor: str | None = None
+    while True:
+        batch = instance.wait_for_events(run_id, cursor, timeout=_FOLLOW_WAIT_SECONDS)
+        for position, event in batch:
+            out.print(log_line(event))
+            cursor = position
+            if event.event_type_value in _TERMINAL_TYPES:
+                return
+        if batch:
+            continue
+        record = instance.get_run(run_id)
+        if record is None or record.is_finished:
+            # Ended without a terminal event (its driver died) or was deleted: print the rest.
+            for position, event in instance.get_events(run_id, cursor):
+                out.print(log_line(event))
+                cursor = position
+            return
+
+
+# -- run reexecute ---------------------------------------------------------------------------
+
+
+@run.command("reexecute", short_help="Run a finished run's job again, reusing its outputs.")
+@click.argument("run_id")
+@click.option(
+    "--from-failure",
+    is_flag=True,
+    help="Re-run only the steps that did not succeed (failed, skipped or never started).",
+)
+@op_selection_option
+def reexecute_command(run_id: str, from_failure: bool, op_selection: list[str] | None) -> None:
+    """Start a new run of RUN_ID's job here, with its run config, tags and partition; outputs
+    of steps not selected are read from RUN_ID's stored outputs. The new run is linked to its
+    parent (tag parent_run_id).
+
+    Without options the whole job runs again. Run it from the directory RUN_ID was launched in:
+    its code location (a file path or module) is resolved from there. Exit code: 0 the new run
+    succeeded, 1 it failed, 2 bad input (unknown run, a run still going, nothing to re-run,
+    unloadable code location).
+
+    \b
+    Examples:
+      orchestrator run reexecute 3f2c... --from-failure
+      orchestrator run reexecute 3f2c... --op-selection 'load*'
+    """
+    from orchestrator.execution.api import execute_job
+    from orchestrator.execution.reexecution import ReexecutionOptions, parent_job
+
+    if from_failure and op_selection:
+        raise click.UsageError("give --from-failure or --op-selection, not both")
+    quiet_last_resort_logging()
+    out, err = make_console(), make_console(stderr=True)
+    with bad_input_exits(), get_instance() as instance:
+        parent = _require_run(instance, run_id)
+        try:
+            parent_job(parent).get_definition()  # fail early, with a hint, if it won't load
+        except (CodeLocationError, ReconstructionError) as exc:
+            where = describe_pointer(parent.pointer)
+            raise BadInput(
+                f"cannot load the job of run {run_id} ({where}): {exc}\n"
+                "Re-execute from the directory the run was launched in."
+            ) from exc
+        if from_failure:
+            options = ReexecutionOptions.from_failure(run_id, instance)
+        else:
+            options = ReexecutionOptions(run_id, tuple(op_selection or ()))
+        new_run_id = str(uuid.uuid4())
+        steps = ", ".join(options.step_selection) or "all steps"
+        out.print(Text(f"Re-executing run {run_id} as run {new_run_id} ({steps})", style="dim"))
+        succeeded = execute_with_progress(
+            out,
+            err,
+            instance,
+            new_run_id,
+            lambda: execute_job(
+                None, instance=instance, reexecution_options=options, run_id=new_run_id
+            ),
+        )
+    if not succeeded:
+        raise click.exceptions.Exit(EXIT_RUN_FAILED)

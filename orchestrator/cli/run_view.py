@@ -1,0 +1,264 @@
+"""What ``orchestrator run ...`` shows, as pure functions of stored records and events.
+
+:func:`step_summaries` folds a run's event log into one :class:`StepSummary` per step (state,
+attempts, duration, error); the rest formats times, durations, tags and log lines. Nothing here
+reads storage or prints, so it is tested without a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from rich.text import Text
+
+from orchestrator.cli.progress import error_summary, format_duration
+from orchestrator.execution.events import Event, EventType
+from orchestrator.execution.loop import ATTEMPT_LOST, LAUNCHED, WAITING_FOR_SLOT
+from orchestrator.storage.base import RunRecord, RunStatus
+
+
+class StepStatus(StrEnum):
+    """A step's state as ``run show`` names it."""
+
+    NOT_STARTED = "not started"  # no event of the step yet (listed only when the plan is known)
+    WAITING_FOR_SLOT = "waiting for slot"  # asked for concurrency slots, none granted yet
+    RUNNING = "running"  # launched or started, no outcome yet
+    UP_FOR_RETRY = "up for retry"  # an attempt failed or was lost; another one will start
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+_FINISHED = frozenset({StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED})
+
+STATUS_STYLES: Mapping[str, str] = {
+    StepStatus.SUCCEEDED: "green",
+    StepStatus.FAILED: "red",
+    StepStatus.SKIPPED: "yellow",
+    StepStatus.UP_FOR_RETRY: "yellow",
+    StepStatus.WAITING_FOR_SLOT: "yellow",
+    StepStatus.RUNNING: "cyan",
+    StepStatus.NOT_STARTED: "dim",
+    RunStatus.SUCCESS: "green",
+    RunStatus.FAILURE: "red",
+    RunStatus.CANCELED: "yellow",
+    RunStatus.CANCELING: "yellow",
+    RunStatus.STARTED: "cyan",
+    RunStatus.STARTING: "cyan",
+    RunStatus.QUEUED: "dim",
+}
+
+
+@dataclass(frozen=True)
+class StepSummary:
+    """One step of a run as its event log tells it.
+
+    Attributes:
+        step_key: the step.
+        status: where the step is.
+        attempts: attempts that reached the step runner (0 if none did).
+        start_time: STEP_START of the first attempt (seconds since the epoch), if any.
+        end_time: STEP_SUCCESS or STEP_FAILURE, if the step finished that way.
+        error: ``Type: message`` of the failure (or of the last failed attempt while up for
+            retry).
+        note: what the engine said last while no outcome was known (waiting for a slot, an
+            attempt lost) or why the step was skipped.
+    """
+
+    step_key: str
+    status: StepStatus
+    attempts: int = 0
+    start_time: float | None = None
+    end_time: float | None = None
+    error: str | None = None
+    note: str | None = None
+
+    @property
+    def duration_ms(self) -> float | None:
+        """From the first STEP_START to STEP_SUCCESS/STEP_FAILURE (retries included)."""
+        if self.start_time is None or self.end_time is None:
+            return None
+        return max(0.0, (self.end_time - self.start_time) * 1000)
+
+
+@dataclass
+class _Step:
+    status: StepStatus = StepStatus.NOT_STARTED
+    attempts: int = 0
+    start_time: float | None = None
+    end_time: float | None = None
+    error: str | None = None
+    note: str | None = None
+
+    def apply(self, event: Event) -> None:
+        if self.status in _FINISHED:
+            return  # a step never finishes twice; later events (hooks, logs) change nothing
+        etype, data = event.event_type_value, event.data
+        attempt = data.get("attempt")
+        if isinstance(attempt, int) and attempt < self.attempts:
+            return  # a late event of an earlier attempt
+        if etype == EventType.ENGINE_EVENT:
+            kind = data.get("kind")
+            if kind == WAITING_FOR_SLOT:
+                self.status, self.note = StepStatus.WAITING_FOR_SLOT, event.message
+            elif kind == LAUNCHED:
+                self.status, self.note = StepStatus.RUNNING, None
+            elif kind == ATTEMPT_LOST:
+                self.status, self.note = StepStatus.UP_FOR_RETRY, event.message
+            return
+        if etype == EventType.STEP_SKIPPED:
+            self.status = StepStatus.SKIPPED
+            self.note = event.message.partition(": ")[2] or event.message
+            return
+        if etype not in _OUTCOME_TYPES:
+            return
+        if isinstance(attempt, int):
+            self.attempts = max(self.attempts, attempt)
+        if etype in (EventType.STEP_START, EventType.STEP_RESTARTED):
+            self.status, self.note = StepStatus.RUNNING, None
+            if self.start_time is None:
+                self.start_time = event.timestamp
+        elif etype == EventType.STEP_UP_FOR_RETRY:
+            self.status = StepStatus.UP_FOR_RETRY
+            self.error = error_summary(event.error) or event.message
+        elif etype == EventType.STEP_SUCCESS:
+            self.status, self.end_time, self.error, self.note = (
+                StepStatus.SUCCEEDED,
+                event.timestamp,
+                None,
+                None,
+            )
+        elif etype == EventType.STEP_FAILURE:
+            self.status, self.end_time, self.note = StepStatus.FAILED, event.timestamp, None
+            self.error = error_summary(event.error) or event.message
+
+
+_OUTCOME_TYPES = frozenset(
+    {
+        EventType.STEP_START,
+        EventType.STEP_RESTARTED,
+        EventType.STEP_UP_FOR_RETRY,
+        EventType.STEP_SUCCESS,
+        EventType.STEP_FAILURE,
+    }
+)
+
+
+def step_summaries(events: Iterable[Event], step_keys: Sequence[str] = ()) -> list[StepSummary]:
+    """Fold a run's event log (oldest first) into one summary per step.
+
+    Args:
+        events: the run's events, in the order they were stored.
+        step_keys: the plan's steps, if known: listed first, in this order, and shown as
+            ``not started`` when they have no event yet. Steps met only in events follow in the
+            order of their first event.
+
+    Returns:
+        One :class:`StepSummary` per step.
+    """
+    steps: dict[str, _Step] = {key: _Step() for key in step_keys}
+    for event in events:
+        if event.step_key is not None:
+            steps.setdefault(event.step_key, _Step()).apply(event)
+    return [
+        StepSummary(key, s.status, s.attempts, s.start_time, s.end_time, s.error, s.note)
+        for key, s in steps.items()
+    ]
+
+
+def plan_step_keys(record: RunRecord) -> list[str]:
+    """The step keys of the plan stored in the record's ``extra`` (by executors that store
+    it), else an empty list."""
+    plan = record.extra.get("plan")
+    steps = plan.get("steps") if isinstance(plan, Mapping) else None
+    if not isinstance(steps, list):
+        return []
+    return [s["key"] for s in steps if isinstance(s, Mapping) and isinstance(s.get("key"), str)]
+
+
+# -- formatting ------------------------------------------------------------------------------
+
+
+def format_time(timestamp: float | None, *, millis: bool = False) -> str:
+    """Local time ``2024-05-01 12:00:00`` (``.123`` with ``millis``); empty for None."""
+    if timestamp is None:
+        return ""
+    text = datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return text[:-3] if millis else text[:-7]
+
+
+def run_duration(record: RunRecord) -> str:
+    """Start to end of a finished run; empty while it has not both."""
+    if record.start_time is None or record.end_time is None:
+        return ""
+    return format_duration(max(0.0, (record.end_time - record.start_time) * 1000))
+
+
+def short_tags(tags: Mapping[str, str], width: int = 48) -> str:
+    """``key=value, ...`` for a table cell: long values cut to 8 characters, then as many tags
+    as fit in ``width`` and ``+N more``."""
+    parts = [f"{k}={v if len(v) <= 16 else v[:8] + '…'}" for k, v in sorted(tags.items())]
+    shown: list[str] = []
+    for i, part in enumerate(parts):
+        if shown and len(", ".join([*shown, part])) > width:
+            return ", ".join(shown) + f" +{len(parts) - i} more"
+        shown.append(part)
+    return ", ".join(shown)
+
+
+def styled(value: str) -> Text:
+    """A run or step status, coloured."""
+    return Text(value, style=STATUS_STYLES.get(value, ""))
+
+
+_TYPE_STYLES: Mapping[str, str] = {
+    EventType.RUN_SUCCESS: "bold green",
+    EventType.STEP_SUCCESS: "green",
+    EventType.RUN_FAILURE: "bold red",
+    EventType.STEP_FAILURE: "red",
+    EventType.HOOK_ERRORED: "red",
+    EventType.RUN_CANCELED: "yellow",
+    EventType.STEP_SKIPPED: "yellow",
+    EventType.STEP_UP_FOR_RETRY: "yellow",
+}
+
+# Widest event type name (STEP_UP_FOR_RETRY); log columns line up without knowing the run.
+_TYPE_WIDTH = max(len(t.value) for t in EventType)
+_STEP_WIDTH = 20
+
+
+def log_line(event: Event) -> Text:
+    """One ``run logs`` line: time, event type, step, message (log lines with their level)."""
+    message = event.message
+    if event.event_type_value == EventType.LOG_MESSAGE:
+        message = f"{event.data.get('level', 'INFO')} {message}"
+    elif event.event_type_value == EventType.STEP_FAILURE and not message:
+        message = error_summary(event.error)
+    line = Text()
+    line.append(format_time(event.timestamp, millis=True), style="dim")
+    line.append("  ")
+    line.append(
+        event.event_type_value.ljust(_TYPE_WIDTH),
+        style=_TYPE_STYLES.get(event.event_type_value, ""),
+    )
+    line.append("  ")
+    line.append((event.step_key or "-").ljust(_STEP_WIDTH), style="bold")
+    line.append("  ")
+    line.append(message)
+    return line
+
+
+def describe_pointer(pointer: Mapping[str, Any] | None) -> str:
+    """``file jobs.py`` or ``module my.jobs``, from a stored job pointer (no import)."""
+    location = (pointer or {}).get("location")
+    if not isinstance(location, Mapping):
+        return ""
+    if location.get("module"):
+        return f"module {location['module']}"
+    if location.get("file"):
+        return f"file {location['file']}"
+    return ""
