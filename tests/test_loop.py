@@ -688,3 +688,29 @@ def test_step_states_are_the_documented_ones() -> None:
         "failed",
         "skipped",
     }
+
+
+def test_replay_tolerates_worker_events_logged_before_the_launch_record() -> None:
+    # Celery workers append to the run's stream themselves, so a step's STEP_START (even its
+    # STEP_SUCCESS) can precede the coordinator's "launched" record of the same attempt.
+    steps = (step("a"), step("b", "a"))
+    log = [
+        make_event(EventType.STEP_START, RUN, step_key="a", timestamp=0.0, attempt=1),
+        make_event(
+            EventType.STEP_OUTPUT, RUN, step_key="a", timestamp=0.0, attempt=1, output_name="result"
+        ),
+        make_event(EventType.STEP_SUCCESS, RUN, step_key="a", timestamp=0.0, attempt=1),
+        make_event(
+            EventType.ENGINE_EVENT,
+            RUN,
+            step_key="a",
+            timestamp=0.0,
+            attempt=1,
+            kind="step_launched",
+        ),
+    ]
+
+    rebuilt = ExecutionLoop.from_events(plan_of(*steps), RUN, UnlimitedArbiter(), log)
+
+    assert states(rebuilt)["a"] == "succeeded"
+    assert [launch.step_key for launch in rebuilt.tick(1.0).launch] == ["b"]

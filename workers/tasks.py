@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,25 +109,50 @@ def runtime() -> WorkerRuntime:
     return _runtime
 
 
-class _Heartbeat(threading.Thread):
-    """Renews the attempt's heartbeat and concurrency lease while the step runs."""
+class _Heartbeats(threading.Thread):
+    """One thread per worker process renewing the heartbeat (and concurrency lease) of every
+    attempt this process is running; starting a thread per step cost more than the step."""
 
-    def __init__(self, rt: WorkerRuntime, message: dict[str, Any], token: str):
-        super().__init__(daemon=True, name="orchestrator-heartbeat")
-        self.rt, self.message, self.token = rt, message, token
-        self.stop = threading.Event()
+    def __init__(self, rt: WorkerRuntime):
+        super().__init__(daemon=True, name="orchestrator-heartbeats")
+        self.rt = rt
+        self.active: dict[str, tuple[str, int | None]] = {}  # attempt -> (token, lease token)
+        self.lock = threading.Lock()
+
+    def add(self, attempt_id: str, token: str, lease_token: int | None) -> None:
+        with self.lock:
+            self.active[attempt_id] = (token, lease_token)
+
+    def remove(self, attempt_id: str) -> None:
+        with self.lock:
+            self.active.pop(attempt_id, None)
 
     def run(self) -> None:
-        rt, msg = self.rt, self.message
-        limiter = rt.limiter
-        while not self.stop.wait(rt.settings.heartbeat_interval):
-            try:
-                if not rt.attempts.beat(msg["attempt_id"], self.token, rt.settings.lease_seconds):
-                    log.warning("attempt %s is no longer this worker's", msg["attempt_id"])
-                if msg.get("lease_token"):
-                    limiter.renew(msg["attempt_id"], int(msg["lease_token"]), worker=rt.worker_id)
-            except Exception:  # a Redis hiccup must not kill the step; the next beat retries
-                log.exception("heartbeat of attempt %s failed", msg["attempt_id"])
+        rt = self.rt
+        while True:
+            time.sleep(rt.settings.heartbeat_interval)  # a timer, not a wait for an event
+            with self.lock:
+                active = dict(self.active)
+            for attempt_id, (token, lease_token) in active.items():
+                try:
+                    if not rt.attempts.beat(attempt_id, token, rt.settings.lease_seconds):
+                        log.warning("attempt %s is no longer this worker's", attempt_id)
+                    if lease_token:
+                        rt.limiter.renew(attempt_id, lease_token, worker=rt.worker_id)
+                except Exception:  # a Redis hiccup must not kill the step; the next beat retries
+                    log.exception("heartbeat of attempt %s failed", attempt_id)
+
+
+_heartbeats: _Heartbeats | None = None
+
+
+def heartbeats(rt: WorkerRuntime) -> _Heartbeats:
+    """This process's heartbeat thread (started on first use, again after a fork)."""
+    global _heartbeats
+    if _heartbeats is None or _heartbeats.rt is not rt or not _heartbeats.is_alive():
+        _heartbeats = _Heartbeats(rt)
+        _heartbeats.start()
+    return _heartbeats
 
 
 def _location_allowed(rt: WorkerRuntime, location: CodeLocation) -> bool:
@@ -210,8 +236,8 @@ def run_step_message(message: dict[str, Any]) -> str:
         else:
             rt.instance.store_event(event)
 
-    heartbeat = _Heartbeat(rt, message, token)
-    heartbeat.start()
+    beats = heartbeats(rt)
+    beats.add(attempt_id, token, int(lease_token) if lease_token else None)
     try:
         record = rt.run_record(run_id)
         ctx = RunContext(
@@ -241,7 +267,7 @@ def run_step_message(message: dict[str, Any]) -> str:
         )
         return "failed to start"
     finally:
-        heartbeat.stop.set()
+        beats.remove(attempt_id)
 
 
 def register_tasks(app: Celery) -> None:

@@ -115,6 +115,7 @@ def _parse_statuses(
 )
 @click.option(
     "--limit",
+    metavar="N",
     default=20,
     show_default=True,
     type=click.IntRange(min=1),
@@ -176,8 +177,9 @@ def show_command(run_id: str) -> None:
     with bad_input_exits(), get_instance() as instance:
         record = _require_run(instance, run_id)
         events = instance.all_events(run_id)
+        plan_json = _stored_plan(instance, run_id)
     _print_header(out, record)
-    steps = step_summaries(events, plan_step_keys(record))
+    steps = step_summaries(events, plan_step_keys(plan_json))
     out.print()
     if not steps:
         out.print("No steps have started yet.", markup=False)
@@ -208,6 +210,17 @@ def show_command(run_id: str) -> None:
             if stack:
                 err.print(Text(f"Step {event.step_key!r} failed:", style="red"))
                 err.print(Text(stack, style="dim"))
+
+
+def _stored_plan(instance: Instance, run_id: str) -> str | None:
+    """The run's execution plan as launched runs store it (Redis only), so steps that have not
+    started yet are listed too."""
+    from orchestrator.storage.redis import RedisInstance
+
+    if not isinstance(instance, RedisInstance):
+        return None
+    text = instance.client.get(instance.keys.run_plan(run_id))
+    return str(text) if text else None
 
 
 def _print_header(out: Console, record: RunRecord) -> None:

@@ -7,6 +7,7 @@ reads storage or prints, so it is tested without a server.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -170,11 +171,15 @@ def step_summaries(events: Iterable[Event], step_keys: Sequence[str] = ()) -> li
     ]
 
 
-def plan_step_keys(record: RunRecord) -> list[str]:
-    """The step keys of the plan stored in the record's ``extra`` (by executors that store
-    it), else an empty list."""
-    plan = record.extra.get("plan")
-    steps = plan.get("steps") if isinstance(plan, Mapping) else None
+def plan_step_keys(plan_json: str | None) -> list[str]:
+    """The step keys, in plan order, of a stored execution plan (``ExecutionPlan.to_json``);
+    an empty list when there is none or it cannot be read."""
+    if not plan_json:
+        return []
+    try:
+        steps = json.loads(plan_json).get("steps")
+    except (ValueError, AttributeError):
+        return []
     if not isinstance(steps, list):
         return []
     return [s["key"] for s in steps if isinstance(s, Mapping) and isinstance(s.get("key"), str)]

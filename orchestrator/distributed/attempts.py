@@ -9,7 +9,6 @@ the claiming worker's *running* attempt can report its outcome (``finish.lua``).
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -32,11 +31,9 @@ class AttemptInfo:
     """The stored state of one attempt."""
 
     attempt_id: str
-    state: str  # queued | running | done | lost | canceled | unknown
+    state: str  # queued (no record yet) | running | done | lost | canceled
     worker: str | None
     heartbeat_alive: bool
-    queue: str | None
-    enqueued_at: float | None
 
 
 class AttemptRegistry:
@@ -57,23 +54,6 @@ class AttemptRegistry:
 
     # -- coordinator side -----------------------------------------------------------------
 
-    def enqueue(self, attempt_id: str, run_id: str, step_key: str, queue: str) -> None:
-        """Record an attempt as queued (before its message is sent)."""
-        key = self.keys.attempt(attempt_id)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(
-            key,
-            mapping={
-                "state": "queued",
-                "run_id": run_id,
-                "step_key": step_key,
-                "queue": queue,
-                "enqueued_at": time.time(),
-            },
-        )
-        pipe.expire(key, ATTEMPT_TTL_SECONDS)
-        pipe.execute()
-
     def info(self, attempt_ids: list[str]) -> dict[str, AttemptInfo]:
         """States of several attempts in one round trip."""
         pipe = self.client.pipeline(transaction=False)
@@ -86,18 +66,16 @@ class AttemptRegistry:
             data, alive = replies[2 * i], replies[2 * i + 1]
             out[attempt_id] = AttemptInfo(
                 attempt_id,
-                data.get("state", "unknown"),
+                data.get("state", "queued"),
                 data.get("worker"),
                 bool(alive),
-                data.get("queue"),
-                float(data["enqueued_at"]) if data.get("enqueued_at") else None,
             )
         return out
 
     def settle(self, attempt_id: str, state: str) -> bool:
         """Mark an attempt ``lost`` (running, heartbeat lapsed) or ``canceled``."""
         keys = [self.keys.attempt(attempt_id), self.keys.attempt_heartbeat(attempt_id)]
-        return bool(self._settle(keys=keys, args=[state]))
+        return bool(self._settle(keys=keys, args=[state, ATTEMPT_TTL_SECONDS]))
 
     # -- worker side ----------------------------------------------------------------------
 
@@ -113,7 +91,11 @@ class AttemptRegistry:
             self.keys.run_events(run_id),
         ]
         start = json.dumps(start_event.to_dict()) if start_event else ""
-        return str(self._claim(keys=keys, args=[worker, token, int(ttl * 1000), start]))
+        return str(
+            self._claim(
+                keys=keys, args=[worker, token, int(ttl * 1000), start, ATTEMPT_TTL_SECONDS]
+            )
+        )
 
     def beat(self, attempt_id: str, token: str, ttl: float) -> bool:
         keys = [self.keys.attempt(attempt_id), self.keys.attempt_heartbeat(attempt_id)]

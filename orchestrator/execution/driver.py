@@ -75,12 +75,14 @@ def drive_run(
             if should_cancel is not None and not loop.canceled and should_cancel():
                 loop.cancel()
             tick = loop.tick(clock())
-            for event in tick.events:
-                store(event)
             if tick.terminate:
                 executor.terminate(tick.terminate)
+            # Launch first: storing the loop's own events (one batch) then overlaps the steps'
+            # start. Replay tolerates a worker's events logged before the launch record.
             for launch in tick.launch:
                 executor.launch(launch)
+            if tick.events:
+                instance.store_events(tick.events)
             if tick.done:
                 break
             timeout = None if tick.wake_at is None else max(0.0, tick.wake_at - clock())

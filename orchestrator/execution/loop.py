@@ -189,11 +189,11 @@ class ExecutionLoop:
             if not replay:
                 return
             if kind in (LAUNCHED, WAITING_FOR_SLOT) and attempt is not None:
-                if attempt > self.attempt[key]:
-                    self.produced[key] = set()  # outputs of earlier (lost) attempts don't count
-                self.attempt[key] = max(self.attempt[key], attempt)
-                self._by_attempt[attempt_id_for(self.run_id, key, attempt)] = key
-                self.retry_at.pop(key, None)  # a retry's new attempt has begun (rebuilds)
+                if attempt < self.attempt[key] or (
+                    attempt == self.attempt[key] and self.state[key] is not StepState.WAITING_SLOT
+                ):
+                    return  # the attempt's own events were logged first (workers write directly)
+                self._begin_attempt(key, attempt)
                 self.state[key] = (
                     StepState.IN_FLIGHT if kind == LAUNCHED else StepState.WAITING_SLOT
                 )
@@ -204,6 +204,10 @@ class ExecutionLoop:
         if etype == EventType.STEP_SKIPPED.value:
             self.state[key] = StepState.SKIPPED
             return
+        if replay and attempt is not None and attempt > self.attempt[key]:
+            # A worker's event logged before the coordinator's launch record of that attempt.
+            self._begin_attempt(key, attempt)
+            self.state[key] = StepState.IN_FLIGHT
         if attempt is not None and attempt != self.attempt[key]:
             return  # stale attempt
         if self.state[key] in TERMINAL:
@@ -219,6 +223,14 @@ class ExecutionLoop:
             self.state[key] = StepState.RETRY_WAIT
             self.retry_at[key] = event.timestamp + float(event.data.get("seconds_to_wait") or 0)
             self.produced[key] = set()
+
+    def _begin_attempt(self, key: str, attempt: int) -> None:
+        """Replay: attempt ``attempt`` of ``key`` was launched."""
+        if attempt > self.attempt[key]:
+            self.produced[key] = set()  # outputs of earlier (lost) attempts don't count
+        self.attempt[key] = max(self.attempt[key], attempt)
+        self._by_attempt[attempt_id_for(self.run_id, key, attempt)] = key
+        self.retry_at.pop(key, None)  # a retry's new attempt has begun
 
     def attempt_lost(self, step_key: str, attempt_id: str, reason: str, now: float) -> Event:
         """The attempt's worker is gone (lease or heartbeat lapsed). Returns the event to

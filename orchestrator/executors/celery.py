@@ -11,6 +11,7 @@ steps queued where no live worker listens.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from typing import Any
@@ -22,11 +23,35 @@ from orchestrator.execution.events import STEP_TERMINAL, Event, EventType, make_
 from orchestrator.execution.loop import SLOT_GRANTED, Launch
 from orchestrator.executors.base import Executor
 from orchestrator.executors.config import CeleryConfig
-from orchestrator.settings import get_settings
+from orchestrator.settings import Settings, get_settings
 
 _ENDS_ATTEMPT = {e.value for e in STEP_TERMINAL} | {EventType.STEP_UP_FOR_RETRY.value}
 NO_CONSUMER = "no_consumer"
 PLAN_TTL_SECONDS = 7 * 24 * 3600
+
+
+_apps: dict[str, Any] = {}
+_apps_lock = threading.Lock()
+
+
+def _celery_app(settings: Settings, config: CeleryConfig) -> Any:
+    """One Celery app (and broker connection pool) per process and configuration: building
+    an app and connecting cost more than a whole short run."""
+    from workers.app import create_app
+
+    key = json.dumps(
+        [settings.model_dump(mode="json"), config.model_dump(mode="json")], sort_keys=True
+    )
+    with _apps_lock:
+        if key not in _apps:
+            _apps[key] = create_app(
+                settings,
+                broker=config.broker,
+                backend=config.backend,
+                include=config.include,
+                config_source=config.config_source,
+            )
+        return _apps[key]
 
 
 class CeleryExecutor(Executor):
@@ -98,15 +123,7 @@ class CeleryExecutor(Executor):
             self.instance.update_run(ctx.run_id, extra={"input_values": input_values})
         last = client.xrevrange(self.instance.keys.run_events(ctx.run_id), count=1)
         self._cursor = str(last[0][0]) if last else None
-        from workers.app import create_app
-
-        self._app = create_app(
-            self.settings,
-            broker=self.config.broker,
-            backend=self.config.backend,
-            include=self.config.include,
-            config_source=self.config.config_source,
-        )
+        self._app = _celery_app(self.settings, self.config)
         self._broker_url = self._app.conf.broker_url
 
     # -- launching ------------------------------------------------------------------------
@@ -115,7 +132,6 @@ class CeleryExecutor(Executor):
         from workers.app import STEP_TASK, broker_priority
 
         assert self._ctx is not None
-        self.attempts.enqueue(launch.attempt_id, launch.run_id, launch.step_key, launch.queue)
         token = self.redis_arbiter.tokens.get(launch.attempt_id)
         message = {
             "run_id": launch.run_id,
@@ -187,7 +203,8 @@ class CeleryExecutor(Executor):
                         make_event(
                             EventType.ENGINE_EVENT,
                             self._ctx.run_id,
-                            f"Step {step_key!r} has waited {now - launched:.0f}s on queue {queue!r}, "
+                            f"Step {step_key!r} has waited {now - launched:.0f}s on queue "
+                            f"{queue!r}, "
                             "which no live worker consumes; start one with "
                             f"`orchestrator worker start ... -Q {queue}`",
                             step_key=step_key,
@@ -233,5 +250,4 @@ class CeleryExecutor(Executor):
             )
 
     def close(self) -> None:
-        if self._app is not None:
-            self._app.close()
+        """The Celery app stays cached for the next run of this process."""

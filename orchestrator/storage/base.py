@@ -362,6 +362,10 @@ class Instance(ABC):
 
     # -- helpers ---------------------------------------------------------------------------
 
+    def store_events(self, events: Sequence[Event]) -> list[str]:
+        """Store several events in order (backends may batch the round trips)."""
+        return [self.store_event(event) for event in events]
+
     def all_events(self, run_id: str) -> list[Event]:
         """Return every event of a run's log, oldest first."""
         return [event for _, event in self.get_events(run_id)]

@@ -6,18 +6,20 @@
 -- ARGV[2]  claim token (random, per delivery)
 -- ARGV[3]  heartbeat ttl in milliseconds
 -- ARGV[4]  STEP_START event JSON, appended to the stream on a successful claim ("" for none)
+-- ARGV[5]  seconds the attempt record is kept
+-- An attempt with no record yet is queued: the coordinator sends the message without writing
+-- one (a round trip saved per step); cancel and loss write the record, so a message they
+-- overtook finds it and does nothing.
 -- Returns "claimed", or the attempt's current state ("running", "done", "lost", "canceled")
--- when it is not queued (a redelivered or duplicate message), or "unknown".
+-- when it is not queued (a redelivered or duplicate message).
 local state = redis.call('HGET', KEYS[1], 'state')
-if not state then
-  return 'unknown'
-end
-if state ~= 'queued' then
+if state and state ~= 'queued' then
   return state
 end
 local now = redis.call('TIME')
 redis.call('HSET', KEYS[1], 'state', 'running', 'worker', ARGV[1], 'token', ARGV[2],
   'started_at', now[1] .. '.' .. string.format('%06d', now[2]))
+redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 if ARGV[4] ~= '' then
   redis.call('XADD', KEYS[3], '*', 'e', ARGV[4])

@@ -2,7 +2,8 @@
 -- KEYS[1]  attempt hash   <p>:attempt:<attempt_id>
 -- KEYS[2]  heartbeat key  <p>:attempt:<attempt_id>:hb
 -- ARGV[1]  new state: "lost" (only if running with no live heartbeat) or "canceled"
---          (if queued or running)
+--          (if queued, running, or not claimed yet: no record)
+-- ARGV[2]  seconds the attempt record is kept
 -- Returns 1 when the state changed, else 0. After this, claim and finish by any worker fail.
 local state = redis.call('HGET', KEYS[1], 'state')
 if ARGV[1] == 'lost' then
@@ -12,8 +13,9 @@ if ARGV[1] == 'lost' then
   end
   return 0
 end
-if state == 'queued' or state == 'running' then
+if not state or state == 'queued' or state == 'running' then
   redis.call('HSET', KEYS[1], 'state', ARGV[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
   redis.call('DEL', KEYS[2])
   return 1
 end
