@@ -39,8 +39,12 @@ def _traced(name: str, tags: dict[str, str]):  # type: ignore[no-untyped-def]
 def _limited_job(name: str, limits: list[dict], tag_values: list[str]):  # type: ignore[no-untyped-def]
     ops = [_traced(f"tagged_{i}", {"database": v}) for i, v in enumerate(tag_values)]
 
-    @job(name=name, executor_def=multiprocess_executor.configured(
-        {"max_concurrent": 4, "tag_concurrency_limits": limits}))
+    @job(
+        name=name,
+        executor_def=multiprocess_executor.configured(
+            {"max_concurrent": 4, "tag_concurrency_limits": limits}
+        ),
+    )
     def _job() -> None:
         for o in ops:
             o()

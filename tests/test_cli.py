@@ -36,6 +36,14 @@ def in_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO_ROOT)
 
 
+@pytest.fixture(autouse=True)
+def shared_storage(valkey_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Runs go to the session's Valkey under the test's own prefix, rather than to an embedded
+    # server started per test (tests/test_cli_runs.py covers the embedded default).
+    monkeypatch.setenv("ORCHESTRATOR_REDIS_URL", valkey_url)
+    monkeypatch.setenv("ORCHESTRATOR_KEY_PREFIX", key_prefix)
+
+
 def write_yaml(path: Path, data: Any) -> str:
     path.write_text(yaml.safe_dump(data))
     return str(path)

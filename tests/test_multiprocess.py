@@ -29,23 +29,27 @@ def trace_config(job_def, trace_dir: Path) -> dict:  # type: ignore[no-untyped-d
 
 def test_tag_limit_of_one_never_overlaps(tmp_path: Path) -> None:
     # Given 4 ops tagged database=redshift under a limit of 1, with room for 4 processes
-    result = execute_job(reconstructable(mp_jobs.redshift_limited),
-                         run_config=trace_config(mp_jobs.redshift_limited, tmp_path))
+    result = execute_job(
+        reconstructable(mp_jobs.redshift_limited),
+        run_config=trace_config(mp_jobs.redshift_limited, tmp_path),
+    )
     # Then all succeed and no two of them ever ran at the same time (by their own clocks)
     assert result.success
     spans = intervals(tmp_path)
     assert len(spans) == 4
     names = sorted(spans)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             assert not overlaps(spans[a], spans[b]), (a, b, spans)
     waits = [e for e in result.all_events if e.data.get("kind") == "waiting_for_slot"]
     assert waits and "database=redshift" in waits[0].message
 
 
 def test_limit_per_unique_value(tmp_path: Path) -> None:
-    result = execute_job(reconstructable(mp_jobs.per_unique_value),
-                         run_config=trace_config(mp_jobs.per_unique_value, tmp_path))
+    result = execute_job(
+        reconstructable(mp_jobs.per_unique_value),
+        run_config=trace_config(mp_jobs.per_unique_value, tmp_path),
+    )
     assert result.success
     spans = intervals(tmp_path)
     # tagged_0/1 are redshift, tagged_2/3 postgres: same value never overlaps
