@@ -7,6 +7,7 @@ process share one key prefix and one output directory (the filesystem IO manager
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -43,10 +44,8 @@ class WorkerProc:
 
     def kill_all(self) -> None:
         """SIGKILL the worker's main process and its pool children (the whole worker lost)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait(timeout=30)
 
 
