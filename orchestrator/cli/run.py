@@ -371,3 +371,20 @@ def reexecute_command(run_id: str, from_failure: bool, op_selection: list[str] |
         )
     if not succeeded:
         raise click.exceptions.Exit(EXIT_RUN_FAILED)
+
+
+@run.command("cancel", short_help="Cancel a run: queued steps revoked, running ones stopped.")
+@click.argument("run_id")
+def cancel_command(run_id: str) -> None:
+    """Cancel a run. A run still waiting for a coordinator ends CANCELED at once; a running
+    run is told to stop: its coordinator revokes queued steps, terminates running ones, frees
+    their concurrency slots and ends the run CANCELED. Exit 0 when the cancel was taken
+    (or the run had already finished), 2 for an unknown run."""
+    from orchestrator.coordinator import cancel_run
+    from orchestrator.storage.redis import RedisInstance
+
+    with bad_input_exits(), get_instance() as instance:
+        _require_run(instance, run_id)
+        assert isinstance(instance, RedisInstance)
+        status = cancel_run(instance, run_id)
+    make_console().print(f"Run {run_id}: {status}", markup=False)

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from orchestrator.cli.progress import error_summary, format_duration
 from orchestrator.execution.events import Event, EventType
-from orchestrator.execution.loop import ATTEMPT_LOST, LAUNCHED, WAITING_FOR_SLOT
+from orchestrator.execution.loop import ATTEMPT_LOST, LAUNCHED, NO_CONSUMER, WAITING_FOR_SLOT
 from orchestrator.storage.base import RunRecord, RunStatus
 
 
@@ -27,7 +27,8 @@ class StepStatus(StrEnum):
 
     NOT_STARTED = "not started"  # no event of the step yet (listed only when the plan is known)
     WAITING_FOR_SLOT = "waiting for slot"  # asked for concurrency slots, none granted yet
-    RUNNING = "running"  # launched or started, no outcome yet
+    QUEUED = "queued"  # launched (sent to a worker queue), not started yet
+    RUNNING = "running"  # started, no outcome yet
     UP_FOR_RETRY = "up for retry"  # an attempt failed or was lost; another one will start
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -43,6 +44,7 @@ STATUS_STYLES: Mapping[str, str] = {
     StepStatus.UP_FOR_RETRY: "yellow",
     StepStatus.WAITING_FOR_SLOT: "yellow",
     StepStatus.RUNNING: "cyan",
+    StepStatus.QUEUED: "cyan",
     StepStatus.NOT_STARTED: "dim",
     RunStatus.SUCCESS: "green",
     RunStatus.FAILURE: "red",
@@ -107,7 +109,10 @@ class _Step:
             if kind == WAITING_FOR_SLOT:
                 self.status, self.note = StepStatus.WAITING_FOR_SLOT, event.message
             elif kind == LAUNCHED:
-                self.status, self.note = StepStatus.RUNNING, None
+                if self.status is not StepStatus.RUNNING:  # a worker may have logged first
+                    self.status, self.note = StepStatus.QUEUED, None
+            elif kind == NO_CONSUMER and self.status is StepStatus.QUEUED:
+                self.note = event.message
             elif kind == ATTEMPT_LOST:
                 self.status, self.note = StepStatus.UP_FOR_RETRY, event.message
             return

@@ -31,6 +31,7 @@ WAITING_FOR_SLOT = "waiting_for_slot"
 ATTEMPT_LOST = "attempt_lost"
 SLOT_GRANTED = "slot_granted"  # written by the cross-run limiter onto the run's stream
 CANCEL_REQUESTED = "cancel_requested"  # written by `orchestrator run cancel`
+NO_CONSUMER = "no_consumer"  # a queued step's queue has no live worker (Celery executor)
 
 
 class StepState(StrEnum):

@@ -20,13 +20,12 @@ from orchestrator.concurrency.limits import ChainedArbiter, LocalArbiter, SlotAr
 from orchestrator.errors import InvalidInputError, ReconstructionError
 from orchestrator.execution.context import RunContext
 from orchestrator.execution.events import STEP_TERMINAL, Event, EventType, make_event
-from orchestrator.execution.loop import SLOT_GRANTED, Launch
+from orchestrator.execution.loop import NO_CONSUMER, SLOT_GRANTED, Launch
 from orchestrator.executors.base import Executor
 from orchestrator.executors.config import CeleryConfig
 from orchestrator.settings import Settings, get_settings
 
 _ENDS_ATTEMPT = {e.value for e in STEP_TERMINAL} | {EventType.STEP_UP_FOR_RETRY.value}
-NO_CONSUMER = "no_consumer"
 PLAN_TTL_SECONDS = 7 * 24 * 3600
 
 

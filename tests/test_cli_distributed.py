@@ -1,0 +1,113 @@
+"""The distributed commands end to end: job launch, run cancel/show, concurrency, and a
+worker refusing a code location it was not started with."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner
+
+from orchestrator import Instance, RunStatus, execute_job, reconstructable
+from orchestrator.cli.main import cli
+from orchestrator.coordinator import Coordinator
+from orchestrator.storage.redis import RedisInstance
+from tests import other_location_jobs
+from tests.celery_support import Cluster
+from tests.test_distributed import wait_finished, wait_until
+
+
+@pytest.fixture
+def instance(cluster_env: Cluster) -> Iterator[RedisInstance]:
+    inst = Instance.from_settings()
+    assert isinstance(inst, RedisInstance)
+    yield inst
+    inst.close()
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_launch_prints_the_run_id_last_and_a_coordinator_runs_it(instance: RedisInstance) -> None:
+    code, out = invoke(
+        "job", "launch", "-m", "tests.celery_jobs", "-j", "one_step", "--tags", '{"team": "data"}'
+    )
+    assert code == 0, out
+    run_id = out.strip().splitlines()[-1]
+    record = instance.get_run(run_id)
+    assert record is not None and record.status is RunStatus.QUEUED
+    assert record.tags["team"] == "data"
+    coord = Coordinator(instance)
+    thread = threading.Thread(target=coord.serve, daemon=True)
+    thread.start()
+    try:
+        assert wait_finished(instance, [run_id]) == {run_id: RunStatus.SUCCESS}
+    finally:
+        coord.stop()
+        thread.join(timeout=30)
+    code, out = invoke("run", "show", run_id)
+    assert code == 0 and "succeeded" in out
+
+
+def test_launch_with_bad_config_exits_2_and_stores_nothing(instance: RedisInstance) -> None:
+    before = len(instance.get_runs())
+    code, out = invoke(
+        "job", "launch", "-m", "tests.celery_jobs", "-j", "one_step", "--op-selection", "qiuck"
+    )
+    assert code == 2 and "quick" in out
+    assert len(instance.get_runs()) == before
+
+
+def test_cancel_a_queued_run(instance: RedisInstance) -> None:
+    code, out = invoke("job", "launch", "-m", "tests.celery_jobs", "-j", "one_step")
+    run_id = out.strip().splitlines()[-1]
+    code, out = invoke("run", "cancel", run_id)
+    assert code == 0 and "CANCELED" in out
+    assert instance.get_run(run_id).status is RunStatus.CANCELED  # type: ignore[union-attr]
+    assert invoke("run", "cancel", "no-such-run")[0] == 2
+
+
+def test_run_show_reports_a_queue_without_consumer(instance: RedisInstance) -> None:
+    code, out = invoke("job", "launch", "-m", "tests.celery_jobs", "-j", "unconsumed_job")
+    run_id = out.strip().splitlines()[-1]
+    coord = Coordinator(instance)
+    thread = threading.Thread(target=coord.serve, daemon=True)
+    thread.start()
+    try:
+        wait_until(
+            "the no-consumer report",
+            lambda: any(e.data.get("kind") == "no_consumer" for e in instance.all_events(run_id)),
+        )
+        code, out = invoke("run", "show", run_id)
+        assert code == 0
+        assert "queued" in out and "no live worker" in out
+        assert invoke("run", "cancel", run_id)[0] == 0
+        assert wait_finished(instance, [run_id]) == {run_id: RunStatus.CANCELED}
+    finally:
+        coord.stop()
+        thread.join(timeout=30)
+
+
+def test_concurrency_commands(instance: RedisInstance) -> None:
+    assert invoke("concurrency", "set", "database=clitest", "2")[0] == 0
+    assert invoke("concurrency", "set", "region", "1", "--per-unique-value")[0] == 0
+    code, out = invoke("concurrency", "list")
+    assert code == 0 and "database=clitest" in out and "limit 2" in out and "region=*" in out
+    assert invoke("concurrency", "delete", "database=clitest")[0] == 0
+    assert invoke("concurrency", "delete", "region", "--per-unique-value")[0] == 0
+    assert invoke("concurrency", "delete", "database=clitest")[0] == 2
+    assert invoke("concurrency", "set", "database=x", "1", "--per-unique-value")[0] == 2
+    assert invoke("concurrency", "free")[0] == 2
+    code, out = invoke("concurrency", "free", "--run", "no-such-run")
+    assert code == 0 and "Freed 0" in out
+
+
+def test_worker_refuses_a_code_location_it_was_not_started_with(instance: RedisInstance) -> None:
+    result = execute_job(reconstructable(other_location_jobs.foreign_job), instance=instance)
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    assert "refuses" in failure.message and "tests.other_location_jobs" in failure.message
+    assert failure.error is not None and failure.error.cls_name == "CodeLocationRejected"
