@@ -207,3 +207,32 @@ def never() -> None:
 @job(executor_def=celery_executor)
 def failing_job() -> None:
     never(after=boom())
+
+
+class GateConfig(Config):
+    dir: str
+    name: str = "blocker"
+
+
+@op(tags={"orchestrator/queue": "prio"})
+def prio_blocker(config: GateConfig) -> None:
+    """Holds the only 'prio' worker slot until the test opens the gate."""
+    Path(config.dir, "blocker-started").touch()
+    deadline = time.monotonic() + 60
+    while not Path(config.dir, "open").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+@job(executor_def=celery_executor)
+def prio_blocker_job() -> None:
+    prio_blocker()
+
+
+@op(tags={"orchestrator/queue": "prio"})
+def ranked(config: GateConfig) -> None:
+    Path(config.dir, f"ran-{config.name}-{time.time():.6f}").touch()
+
+
+@job(executor_def=celery_executor)
+def ranked_job() -> None:
+    ranked()

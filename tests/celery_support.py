@@ -141,14 +141,27 @@ def make_cluster(redis_url: str, tmp: Path, broker_url: str | None = None) -> It
         cluster.start_worker("w2", "orchestrator", 3)
         cluster.start_worker("gpu", "gpu", 1)
         cluster.start_worker("pair", "pair", 2)  # two worker slots for the many-runs test
+        cluster.start_worker("prio", "prio", 1)  # one slot: queued steps wait in the broker
         yield cluster
     finally:
         cluster.stop()
+        from tests.servers import delete_prefix
+
+        delete_prefix(redis_url, prefix)
+
+
+CLUSTER_REDIS_ENV = "ORCHESTRATOR_TEST_CLUSTER_REDIS_URL"
+CLUSTER_BROKER_ENV = "ORCHESTRATOR_TEST_CLUSTER_BROKER_URL"
 
 
 @pytest.fixture(scope="session")
 def cluster(valkey_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    yield from make_cluster(valkey_url, tmp_path_factory.mktemp("cluster"))
+    """Workers on the embedded Valkey, or on the servers CI names: the machine's Redis
+    (``ORCHESTRATOR_TEST_CLUSTER_REDIS_URL``) and/or RabbitMQ as the broker
+    (``ORCHESTRATOR_TEST_CLUSTER_BROKER_URL``)."""
+    redis_url = os.environ.get(CLUSTER_REDIS_ENV) or valkey_url
+    broker_url = os.environ.get(CLUSTER_BROKER_ENV) or None
+    yield from make_cluster(redis_url, tmp_path_factory.mktemp("cluster"), broker_url)
 
 
 @pytest.fixture

@@ -75,6 +75,9 @@ def create_app(
             "priority_steps": list(range(settings.max_priority + 1)),
             "sep": ":",
             "queue_order_strategy": "priority",
+            # Redis broker: Celery's keys under our prefix too, so deployments sharing a
+            # server do not share queues (ignored by other transports).
+            "global_keyprefix": f"{settings.key_prefix}:celery:",
         },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
