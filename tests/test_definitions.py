@@ -133,11 +133,6 @@ def test_in_and_out_declarations_are_kept_and_typed_inputs_are_checked() -> None
     assert "type check failed for input 'x'" in failure.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Out(dagster_type) is never checked (In(dagster_type) is); Dagster fails the "
-    "step when an output does not match its declared type",
-)
 def test_outputs_are_checked_against_their_declared_type() -> None:
     @op(out=Out(int))
     def wrong() -> int:
@@ -153,6 +148,83 @@ def test_outputs_are_checked_against_their_declared_type() -> None:
     [failure] = result.get_step_failure_events()
     assert failure.step_key == "wrong"
     assert "'result'" in failure.message and "type" in failure.message.lower()
+
+
+def test_each_yielded_output_is_type_checked_when_it_is_yielded() -> None:
+    after_bad_yield: list[str] = []
+
+    @op(out={"n": Out(int), "s": Out(str)})
+    def yields_wrong():
+        yield Output(1, "n")
+        yield Output(2, "s")
+        after_bad_yield.append("ran on")
+
+    @job
+    def wrong_yield():
+        yields_wrong()
+
+    result = wrong_yield.execute_in_process(raise_on_error=False)
+
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    assert "type check failed for output 's'" in failure.message
+    assert after_bad_yield == []
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+
+
+def test_a_return_annotation_types_the_single_output() -> None:
+    @op
+    def counted() -> int:
+        return 3
+
+    @op(out=Out(description="kept"))
+    def miscounted() -> int:
+        return "three"  # type: ignore[return-value]
+
+    @op(out={"a": Out(), "b": Out()})
+    def pair() -> tuple[int, int]:
+        return 1, 2
+
+    @job
+    def annotated():
+        counted()
+        miscounted()
+        pair()
+
+    assert counted.outs["result"].dagster_type is int
+    assert miscounted.outs["result"].dagster_type is int
+    assert miscounted.outs["result"].description == "kept"
+    assert pair.outs["a"].dagster_type is None
+
+    result = annotated.execute_in_process(raise_on_error=False)
+
+    assert result.output_for_node("counted") == 3
+    assert result.output_for_node("pair", "b") == 2
+    [failure] = result.get_step_failure_events()
+    assert failure.step_key == "miscounted"
+    assert "type check failed for output 'result'" in failure.message
+    assert "expected int, got str 'three'" in failure.message
+
+
+def test_a_none_return_annotation_declares_no_type() -> None:
+    @op
+    def side_effect() -> None:
+        return None
+
+    @op
+    def after(x: Any) -> None:
+        assert x is None
+
+    @job
+    def returns_nothing():
+        after(side_effect())
+
+    assert side_effect.outs["result"].dagster_type is None
+
+    result = returns_nothing.execute_in_process()
+
+    assert result.success
+    assert result.output_for_node("side_effect") is None
 
 
 def test_several_outputs_returned_as_a_tuple_and_yielded_as_outputs() -> None:

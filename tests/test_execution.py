@@ -28,6 +28,7 @@ from orchestrator import (
     execute_job,
     failure_hook,
     graph,
+    in_process_executor,
     job,
     op,
     success_hook,
@@ -664,3 +665,59 @@ def test_in_process_executor_config_can_disable_retries() -> None:
     assert "STEP_UP_FOR_RETRY" not in kinds(result)
     with pytest.raises(ValueError, match="attempt 1 fails"):
         execute_job(fixtures.flaky_in_process_job, run_config=no_retries, raise_on_error=True)
+
+
+# -- execute_in_process honours the executor config's retries -----------------------------------
+
+
+@op(retry_policy=RetryPolicy(max_retries=2))
+def always_fails() -> None:
+    raise ValueError("always fails")
+
+
+@job
+def always_failing_job():
+    always_fails()
+
+
+@job(executor_def=in_process_executor)
+def always_failing_in_process_job():
+    always_fails()
+
+
+@pytest.mark.parametrize(
+    ("job_def", "execution_config"),
+    [
+        pytest.param(always_failing_job, {"in_process": {"retries": {"disabled": {}}}}, id="in"),
+        pytest.param(
+            always_failing_job, {"multiprocess": {"retries": {"disabled": {}}}}, id="multi"
+        ),
+        pytest.param(
+            always_failing_in_process_job, {"retries": {"disabled": {}}}, id="in_process_executor"
+        ),
+    ],
+)
+def test_execute_in_process_honours_retries_disabled_in_run_config(
+    job_def: Any, execution_config: dict[str, Any]
+) -> None:
+    result = job_def.execute_in_process(
+        run_config={"execution": {"config": execution_config}}, raise_on_error=False
+    )
+
+    assert not result.success
+    assert kinds(result, "always_fails") == ["STEP_START", "STEP_FAILURE"]
+
+
+@pytest.mark.parametrize("job_def", [always_failing_job, always_failing_in_process_job])
+def test_execute_in_process_retries_by_default(job_def: Any) -> None:
+    result = job_def.execute_in_process(raise_on_error=False)
+
+    assert not result.success
+    assert kinds(result, "always_fails") == [
+        "STEP_START",
+        "STEP_UP_FOR_RETRY",
+        "STEP_START",
+        "STEP_UP_FOR_RETRY",
+        "STEP_START",
+        "STEP_FAILURE",
+    ]

@@ -10,9 +10,14 @@ import pydantic
 import pytest
 
 from orchestrator.concurrency.config import TagConcurrencyLimit
-from orchestrator.concurrency.limits import LocalArbiter, SlotRequest, UnlimitedArbiter
+from orchestrator.concurrency.limits import (
+    ChainedArbiter,
+    LocalArbiter,
+    SlotRequest,
+    UnlimitedArbiter,
+)
 from orchestrator.definitions.retry import RetryPolicy
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import InvalidInputError, OrchestratorError
 from orchestrator.execution.events import Event, EventType, make_event
 from orchestrator.execution.loop import ExecutionLoop, StepState, Tick
 from orchestrator.plan.steps import (
@@ -714,3 +719,52 @@ def test_replay_tolerates_worker_events_logged_before_the_launch_record() -> Non
 
     assert states(rebuilt)["a"] == "succeeded"
     assert [launch.step_key for launch in rebuilt.tick(1.0).launch] == ["b"]
+
+
+# -- per-run limits of 0 -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("zero", "bucket"),
+    [
+        pytest.param(limit("db", n=0), "'db'", id="key-wide"),
+        pytest.param(limit("db", "redshift", 0), "'db=redshift'", id="key-value"),
+        pytest.param(
+            limit("db", {"applyLimitPerUniqueValue": True}, 0), "'db=*redshift'", id="per-value"
+        ),
+    ],
+)
+def test_a_per_run_limit_of_0_fails_the_request_instead_of_waiting_forever(
+    zero: TagConcurrencyLimit, bucket: str
+) -> None:
+    arbiter = LocalArbiter([zero, limit("queue", n=1)])
+
+    with pytest.raises(InvalidInputError) as raised:
+        arbiter.request(req("load", db="redshift", queue="q"))
+
+    message = str(raised.value)
+    assert "step 'load'" in message
+    assert f"limit {bucket} with limit 0" in message
+    assert "Raise the limit or remove the tag" in message
+    # nothing was counted or queued for the refused step
+    assert arbiter.in_use == 0
+    assert arbiter.describe_wait("load") == "not waiting"
+    assert arbiter.request(req("other", queue="q"))
+
+
+def test_a_per_run_limit_of_0_leaves_steps_it_does_not_match_alone() -> None:
+    arbiter = LocalArbiter([limit("db", "redshift", 0)])
+
+    assert arbiter.request(req("1", db="postgres"))
+    assert arbiter.request(req("2"))
+
+
+def test_a_loop_asking_for_a_slot_under_a_limit_of_0_raises() -> None:
+    # Given a run whose only step matches a per-run limit of 0 (chained before cross-run limits,
+    # as the Celery executor does)
+    arbiter = ChainedArbiter(LocalArbiter([limit("db", n=0)]), UnlimitedArbiter())
+    log = make(step("a", tags={"db": "x"}), arbiter=arbiter)
+
+    # When the loop asks for its slot, Then it fails at once rather than wait for ever
+    with pytest.raises(InvalidInputError, match="step 'a' can never start"):
+        log.tick(0.0)

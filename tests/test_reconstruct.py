@@ -14,16 +14,18 @@ from typing import Any
 import pytest
 
 from orchestrator import (
+    Definitions,
     JobPointer,
     ReconstructableJob,
     ReconstructionError,
+    ResourceDefinition,
     build_reconstructable_job,
     execute_job,
     graph,
     job,
     reconstructable,
 )
-from orchestrator.definitions.reconstruct import load_file, load_job
+from orchestrator.definitions.reconstruct import CodeLocation, load_file, load_job
 from orchestrator.plan.build import build_plan
 from orchestrator.storage.base import Instance, RunStatus
 from tests import fixtures
@@ -231,12 +233,6 @@ def test_pointer_to_definitions_applies_its_resources() -> None:
     assert loaded.execute_in_process().output_for_node("multi_three") == 9
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: reconstructable() rejects a job resolved from Definitions.get_job_def "
-    "('not a module-level attribute'), so a Definitions job cannot be rebuilt with the "
-    "resources and executor its code location gives it",
-)
 def test_a_job_resolved_from_definitions_rebuilds_with_its_resources() -> None:
     resolved = fixtures.located.get_job_def("server_job")
 
@@ -247,6 +243,32 @@ def test_a_job_resolved_from_definitions_rebuilds_with_its_resources() -> None:
     assert loaded.executor_def is resolved.executor_def
     assert loaded.execute_in_process().output_for_node("ping_server") == "shared"
     assert plan_in_fresh_process(recon.pointer) == build_plan(resolved)[0].to_json()
+
+
+def test_a_subset_of_a_job_resolved_from_definitions_points_at_the_definitions() -> None:
+    subset = fixtures.located.get_job_def("server_job").get_subset(["ping_server"])
+
+    recon = reconstructable(subset)
+
+    assert recon.pointer == JobPointer(
+        CodeLocation(module="tests.fixtures"),
+        "located",
+        job_name="server_job",
+        op_selection=("ping_server",),
+    )
+    loaded = JobPointer.from_dict(json.loads(recon.pointer.to_json())).load()
+    assert loaded.op_selection == ["ping_server"]
+    assert loaded.execute_in_process().output_for_node("ping_server") == "shared"
+
+
+def test_a_job_from_definitions_made_inside_a_function_says_what_to_do() -> None:
+    local_defs = Definitions(
+        jobs=[fixtures.server_job],
+        resources={"server": ResourceDefinition.hardcoded_resource("local")},
+    )
+
+    with pytest.raises(ReconstructionError, match="Assign the Definitions at module level"):
+        reconstructable(local_defs.get_job_def("server_job"))
 
 
 def test_stale_pointers_say_what_is_wrong() -> None:

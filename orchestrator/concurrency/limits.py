@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from orchestrator.concurrency.config import TagConcurrencyLimit
+from orchestrator.errors import InvalidInputError
 
 
 @dataclass(frozen=True)
@@ -123,10 +124,25 @@ class LocalArbiter(SlotArbiter):
         return tuple(out)
 
     def request(self, req: SlotRequest) -> bool:
+        """Ask for slots (see :meth:`SlotArbiter.request`).
+
+        Raises:
+            InvalidInputError: a tag limit of the request has limit 0. Nothing in the run can
+                free such a slot, so the step would wait forever (unlike a cross-run limit of
+                0, which pauses the steps until an operator raises it).
+        """
         if req.attempt_id in self._held:
             return True
+        buckets = self.buckets_for(req.tags)
+        for bucket in buckets:
+            if self._cap(bucket) == 0:
+                raise InvalidInputError(
+                    f"step {req.step_key!r} can never start: it matches the run's tag "
+                    f"concurrency limit {bucket!r} with limit 0 (executor config "
+                    "tag_concurrency_limits). Raise the limit or remove the tag from the op."
+                )
         self._arrivals += 1
-        waiter = _Waiter(req, self.buckets_for(req.tags), (-req.priority, self._arrivals))
+        waiter = _Waiter(req, buckets, (-req.priority, self._arrivals))
         self._waiting[req.attempt_id] = waiter
         self._admit()
         if req.attempt_id in self._held:

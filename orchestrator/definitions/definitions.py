@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,8 @@ class Definitions:
                 raise DefinitionError(f"Definitions: two jobs are named {job.name!r}")
             self._jobs[job.name] = job
         self._resolved: dict[str, JobDefinition] = {}
+        # where reconstructable() looks for the module attribute holding this object
+        self._defined_in_module: str = sys._getframe(1).f_globals.get("__name__", "")
 
     @property
     def job_names(self) -> list[str]:
@@ -71,6 +74,9 @@ class Definitions:
                 job = job.with_executor_def(self.executor)
             if self.loggers is not None and not job.has_specified_loggers:
                 job = job.with_logger_defs(self.loggers)
+            if job is not self._jobs[name]:
+                # a derived job is no module attribute: reconstructable() points at this object
+                job._from_definitions = self  # type: ignore[attr-defined]
             self._resolved[name] = job
         return self._resolved[name]
 

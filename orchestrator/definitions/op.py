@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from orchestrator.definitions.config import ConfigSchema, as_config_schema
 from orchestrator.definitions.hooks import HookDefinition
-from orchestrator.definitions.io import DEFAULT_OUTPUT, In, Out
+from orchestrator.definitions.io import DEFAULT_OUTPUT, In, Out, Output
 from orchestrator.definitions.resources import ConfigurableResource
 from orchestrator.definitions.retry import RetryPolicy
 from orchestrator.errors import DefinitionError
@@ -187,10 +187,30 @@ def normalize_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
     return out
 
 
-def _normalize_outs(out: Out | Mapping[str, Out] | None) -> dict[str, Out]:
+_NO_TYPE = (inspect.Signature.empty, None, type(None), Any, Output)
+
+
+def _return_type(fn: Callable[..., Any]) -> Any:
+    """The output type ``fn``'s return annotation declares, as Dagster infers it, or None.
+
+    ``-> None`` (and no annotation, ``Any`` or an unresolvable string) declares no type, so an
+    op annotated ``-> None`` may return None. A generator's annotation describes the iterator
+    and ``-> Output`` the wrapper, not the value, so neither declares one.
+    """
+    if inspect.isgeneratorfunction(fn):
+        return None
+    ann = _resolve_annotation(fn, inspect.signature(fn).return_annotation)
+    if isinstance(ann, str) or any(ann is no_type for no_type in _NO_TYPE):
+        return None
+    return ann
+
+
+def _normalize_outs(out: Out | Mapping[str, Out] | None, return_type: Any = None) -> dict[str, Out]:
     if out is None:
-        return {DEFAULT_OUTPUT: Out()}
+        return {DEFAULT_OUTPUT: Out(dagster_type=return_type)}
     if isinstance(out, Out):
+        if out.dagster_type is None and return_type is not None:
+            out = replace(out, dagster_type=return_type)
         return {DEFAULT_OUTPUT: out}
     if isinstance(out, Mapping):
         for name, o in out.items():
@@ -221,7 +241,8 @@ def op(
     Args:
         name: the op's name (default: the function's name).
         ins: input declarations (``In``) keyed by parameter name.
-        out: one ``Out`` or a dict of named ``Out`` for several outputs.
+        out: one ``Out`` or a dict of named ``Out`` for several outputs. A single output
+            without a ``dagster_type`` takes the function's return annotation (``-> int``).
         config_schema: dict schema, type or ``Config`` class for ``context.op_config``.
         required_resource_keys: resources reached through ``context.resources``.
         tags: string tags (other values are stored as JSON).
@@ -258,7 +279,7 @@ def op(
             name=op_name,
             compute_fn=f,
             ins=all_ins,
-            outs=_normalize_outs(out),
+            outs=_normalize_outs(out, _return_type(f)),
             config_schema=as_config_schema(schema, op_name),
             required_resource_keys=frozenset(required_resource_keys or ()),
             resource_params=sig.resource_params,

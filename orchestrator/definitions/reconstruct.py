@@ -19,9 +19,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import CodeLocationError, ReconstructionError
+
+if TYPE_CHECKING:
+    from orchestrator.definitions.definitions import Definitions
 
 _file_modules: dict[str, str] = {}  # module name given to a loaded file -> its relative path
 _lock = threading.RLock()
@@ -270,7 +273,8 @@ def reconstructable(target: Any) -> ReconstructableJob:
 
     Args:
         target: a ``@job`` at module level, a module-level job attribute (e.g. made with
-            ``to_job``), or a module-level function returning a job.
+            ``to_job``), a job from ``get_job_def`` of a module-level ``Definitions``, or a
+            module-level function returning a job.
 
     Raises:
         ReconstructionError: lambdas, nested functions, REPL/notebook definitions and jobs
@@ -287,6 +291,10 @@ def reconstructable(target: Any) -> ReconstructableJob:
             recon = existing.get_subset(target.op_selection)
             recon._job = target
             return recon
+        base = target._subset_of or target
+        definitions = getattr(base, "_from_definitions", None)
+        if isinstance(definitions, Definitions):
+            return _job_of_definitions(target, definitions)
         module_name = (target._defined_in or ("", ""))[0]
         module = sys.modules.get(module_name)
         if module is None:
@@ -296,7 +304,6 @@ def reconstructable(target: Any) -> ReconstructableJob:
                 "function returning it to reconstructable()."
             )
         location = location_of_module(module_name)
-        base = target._subset_of or target
         for attr, value in vars(module).items():
             if value is base:
                 pointer = JobPointer(
@@ -322,6 +329,32 @@ def reconstructable(target: Any) -> ReconstructableJob:
         location = location_of_module(target.__module__)
         return ReconstructableJob(JobPointer(location, target.__name__, call=True))
     raise ReconstructionError(f"reconstructable() needs a job or a function, got {target!r}")
+
+
+def _job_of_definitions(target: Any, definitions: Definitions) -> ReconstructableJob:
+    """Point at the module attribute holding ``definitions`` and the job's name, so the job is
+    rebuilt with the resources, executor and loggers the ``Definitions`` gives it.
+
+    Raises:
+        ReconstructionError: the ``Definitions`` is not a module-level attribute.
+    """
+    module_name = definitions._defined_in_module
+    module = sys.modules.get(module_name)
+    for attr, value in vars(module).items() if module is not None else ():
+        if value is definitions:
+            pointer = JobPointer(
+                location_of_module(module_name),
+                attr,
+                job_name=target.name,
+                op_selection=_sel(target),
+            )
+            return ReconstructableJob(pointer, target)
+    raise ReconstructionError(
+        f"job {target.name!r} comes from a Definitions that is not a module-level attribute "
+        f"of {module_name or 'any module'!r} (was it made inside a function?), so it cannot be "
+        "found again in another process. Assign the Definitions at module level, or pass a "
+        "module-level function returning the job to reconstructable()."
+    )
 
 
 def _sel(job: Any) -> tuple[str, ...] | None:

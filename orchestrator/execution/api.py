@@ -19,6 +19,7 @@ from orchestrator.execution.loop import ExecutionLoop
 from orchestrator.execution.resource_scope import ResourceScope
 from orchestrator.execution.result import ExecuteInProcessResult
 from orchestrator.executors.base import Executor
+from orchestrator.executors.config import InProcessConfig, MultiOrInProcessConfig, RetriesConfig
 from orchestrator.plan.build import ParentRun, build_plan
 from orchestrator.plan.run_config import ResolvedConfig
 from orchestrator.plan.steps import ExecutionPlan
@@ -169,7 +170,7 @@ def execute_in_process(
         run_id=run_id,
         in_memory_io=True,
     )
-    executor = InProcessExecutor()
+    executor = InProcessExecutor(_in_process_config(prepared.resolved.executor_config))
     loop, scope = run_prepared(
         prepared, executor, instance, input_values=input_values, run_scoped_resources=True
     )
@@ -198,6 +199,17 @@ def execute_in_process(
     if raise_on_error and not loop.succeeded:
         _raise_first_failure(result, executor.outcomes)
     return result
+
+
+def _in_process_config(executor_config: Any) -> InProcessConfig:
+    """What ``execute_in_process`` keeps of the job's own executor config: its ``retries``
+    setting (every built-in executor has one; a custom executor's config gives the default)."""
+    if isinstance(executor_config, MultiOrInProcessConfig):
+        executor_config = executor_config.in_process or executor_config.multiprocess
+    retries = getattr(executor_config, "retries", None)
+    if isinstance(retries, RetriesConfig):
+        return InProcessConfig(retries=retries)
+    return InProcessConfig()
 
 
 def _produced(loop: ExecutionLoop) -> dict[str, set[str]]:

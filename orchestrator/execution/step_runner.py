@@ -116,10 +116,18 @@ class StepRunner:
                 args = [context] if op_def.takes_context else []
                 with user_code_boundary(f"op {step_key!r}"):
                     result = op_def.compute_fn(*args, **kwargs)
-                    for name, value, meta in self._outputs(op_def, result):
-                        outputs[name] = value
-                        if meta:
-                            metadata[name] = dict(meta)
+                produced = self._outputs(op_def, result)
+                while True:
+                    # a generator op runs between yields: user code, but not the type check
+                    with user_code_boundary(f"op {step_key!r}"):
+                        item = next(produced, None)
+                    if item is None:
+                        break
+                    name, value, meta = item
+                    self._check_type(step, op_def, name, value)
+                    outputs[name] = value
+                    if meta:
+                        metadata[name] = dict(meta)
                 self._check_outputs(step, op_def, outputs)
                 for out in step.outputs:
                     if out.name in outputs:
@@ -273,6 +281,15 @@ class StepRunner:
                 f"op {op_def.name!r} has no output named {name!r} (outputs: {list(op_def.outs)})"
             )
         return name, value
+
+    @staticmethod
+    def _check_type(step: ExecutionStep, op_def: OpDefinition, name: str, value: Any) -> None:
+        expected = op_def.outs[name].dagster_type
+        if not _type_ok(expected, value):
+            raise _StepError(
+                f"type check failed for output {name!r} of step {step.key!r}: expected "
+                f"{expected.__name__}, got {type(value).__name__} {value!r}"
+            )
 
     @staticmethod
     def _check_outputs(step: ExecutionStep, op_def: OpDefinition, outputs: dict[str, Any]) -> None:
