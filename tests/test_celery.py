@@ -70,8 +70,11 @@ def test_broker_honours_priority(cluster_env: Cluster, tmp_path: Path) -> None:
     instance = Instance.from_settings()
     gate = {"dir": str(tmp_path)}
     # Given the only 'prio' worker slot held by a blocker
-    blocker = threading.Thread(target=run, args=(celery_jobs.prio_blocker_job,), kwargs={
-        "run_config": {"ops": {"prio_blocker": {"config": gate}}}})
+    blocker = threading.Thread(
+        target=run,
+        args=(celery_jobs.prio_blocker_job,),
+        kwargs={"run_config": {"ops": {"prio_blocker": {"config": gate}}}},
+    )
     blocker.start()
     wait_until("the blocker to start", (tmp_path / "blocker-started").exists)
     # When three steps of run priorities -5, 0 and 5 are queued behind it, lowest first
@@ -79,18 +82,27 @@ def test_broker_honours_priority(cluster_env: Cluster, tmp_path: Path) -> None:
     for name, priority in (("low", -5), ("mid", 0), ("high", 5)):
         cfg = {"ops": {"ranked": {"config": {**gate, "name": name}}}}
         box: dict[str, object] = {}
-        t = threading.Thread(target=lambda cfg=cfg, p=priority, b=box: b.update(result=run(
-            celery_jobs.ranked_job, run_config=cfg,
-            tags={"orchestrator/priority": str(p)})))
+        t = threading.Thread(
+            target=lambda cfg=cfg, p=priority, b=box: b.update(
+                result=run(
+                    celery_jobs.ranked_job, run_config=cfg, tags={"orchestrator/priority": str(p)}
+                )
+            )
+        )
         t.start()
         threads.append(t)
         run_ids[name] = box
 
         def launched(name: str = name) -> bool:
-            runs = [r for r in instance.get_runs() if r.job_name == "ranked_job"
-                    and r.run_config["ops"]["ranked"]["config"]["name"] == name]
-            return bool(runs) and any(e.data.get("kind") == "step_launched"
-                                      for e in instance.all_events(runs[0].run_id))
+            runs = [
+                r
+                for r in instance.get_runs()
+                if r.job_name == "ranked_job"
+                and r.run_config["ops"]["ranked"]["config"]["name"] == name
+            ]
+            return bool(runs) and any(
+                e.data.get("kind") == "step_launched" for e in instance.all_events(runs[0].run_id)
+            )
 
         wait_until(f"{name} to be queued", launched)
     # Then, once the slot frees, they run highest priority first

@@ -19,9 +19,10 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from orchestrator.cli.common import deep_merge, parse_op_selection
+from orchestrator.cli.common import parse_op_selection
 from orchestrator.cli.main import cli
 from orchestrator.cli.progress import format_duration, render_event
+from orchestrator.definitions.config import deep_merge
 from orchestrator.errors import CodeLocationError, DefinitionError
 from orchestrator.execution.events import EventType, make_event
 from orchestrator.loading import find_job, jobs_in_module, load_location

@@ -17,6 +17,7 @@ import click
 import yaml
 from rich.console import Console
 
+from orchestrator.definitions.config import deep_merge
 from orchestrator.errors import (
     CodeLocationError,
     DefinitionError,
@@ -221,17 +222,6 @@ def op_selection_option(f: F) -> F:
         help="Ops to run, e.g. '*add_one' or 'a+,b' (repeatable or comma-separated; the "
         "union is run).",
     )(f)
-
-
-def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """``extra`` merged into ``base``: mappings merge key by key, anything else is replaced."""
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def load_run_config(paths: Sequence[str]) -> dict[str, Any] | None:

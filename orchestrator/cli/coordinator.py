@@ -8,8 +8,8 @@ from types import FrameType
 
 import click
 
-from orchestrator.cli.common import bad_input_exits, get_instance, make_console
-from orchestrator.cli.worker import code_locations
+from orchestrator.cli.common import make_console
+from orchestrator.cli.worker import serving_setup
 
 
 @click.group()
@@ -35,15 +35,9 @@ def start(files: tuple[str, ...], modules: tuple[str, ...], max_runs: int | None
       orchestrator coordinator start -f examples/distributed.py
     """
     from orchestrator.coordinator import Coordinator
-    from orchestrator.storage.redis import RedisInstance
 
     out = make_console()
-    with bad_input_exits():
-        locations = code_locations(files, modules)
-        for location in locations:
-            location.load()
-        instance = get_instance()
-    assert isinstance(instance, RedisInstance)
+    locations, instance = serving_setup(files, modules)
     coord = Coordinator(instance, locations, max_concurrent_runs=max_runs)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:

@@ -11,8 +11,8 @@ from types import FrameType
 
 import click
 
-from orchestrator.cli.common import bad_input_exits, get_instance, make_console
-from orchestrator.cli.worker import code_locations
+from orchestrator.cli.common import make_console
+from orchestrator.cli.worker import serving_setup
 
 DEFAULT_LOCATION = "examples/distributed.py"
 
@@ -46,17 +46,11 @@ def dev(files: tuple[str, ...], modules: tuple[str, ...], concurrency: int, queu
       orchestrator concurrency list
     """
     from orchestrator.coordinator import Coordinator
-    from orchestrator.storage.redis import RedisInstance
 
     if not files and not modules:
         files = (DEFAULT_LOCATION,)
     out = make_console()
-    with bad_input_exits():
-        locations = code_locations(files, modules)
-        for location in locations:
-            location.load()
-        instance = get_instance()
-    assert isinstance(instance, RedisInstance)
+    locations, instance = serving_setup(files, modules)
     location_args = [arg for f in files for arg in ("-f", f)] + [
         arg for m in modules for arg in ("-m", m)
     ]

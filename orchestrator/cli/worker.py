@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from orchestrator.cli.common import bad_input_exits
@@ -14,6 +16,23 @@ def code_locations(files: tuple[str, ...], modules: tuple[str, ...]) -> list[Cod
     if not locations:
         raise click.UsageError("give at least one code location with -f FILE or -m MODULE")
     return locations
+
+
+def serving_setup(
+    files: tuple[str, ...], modules: tuple[str, ...]
+) -> tuple[list[CodeLocation], Any]:
+    """For long-lived commands: load the code locations (errors show at start) and connect to
+    the shared instance; bad input exits 2."""
+    from orchestrator.cli.common import get_instance
+    from orchestrator.storage.redis import RedisInstance
+
+    with bad_input_exits():
+        locations = code_locations(files, modules)
+        for location in locations:
+            location.load()
+        instance = get_instance()
+    assert isinstance(instance, RedisInstance)
+    return locations, instance
 
 
 @click.group()

@@ -208,6 +208,17 @@ def pydantic_problems(
     return problems
 
 
+def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``extra`` merged into ``base``: mappings merge key by key, anything else is replaced."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def to_plain(value: Any) -> Any:
     """Deep-convert ``Config`` instances (and ``RunConfig``) inside a value into plain dicts."""
     if isinstance(value, RunConfig):

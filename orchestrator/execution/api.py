@@ -175,24 +175,7 @@ def execute_in_process(
         prepared, executor, instance, input_values=input_values, run_scoped_resources=True
     )
     assert scope is not None
-    io_keys = {s.key: {o.name: o.io_manager_key for o in s.outputs} for s in prepared.plan.steps}
-    run_id_ = prepared.record.run_id
-
-    def load(step_key: str, output: str) -> Any:
-        manager = scope.get(io_keys[step_key][output])
-        return manager.load_input(
-            InputContext(output, step_key, run_id_, OutputContext(run_id_, step_key, output))
-        )
-
-    result = ExecuteInProcessResult(
-        run_id_,
-        prepared.job.name,
-        instance,
-        load,
-        loop.succeeded,
-        _produced(loop),
-        prepared.job.graph_def,
-    )
+    result = _result(prepared, instance, loop, scope)
     # Teardown runs generator clean-up; built values (the in-memory IO manager holding the
     # outputs) stay readable for output_for_node.
     scope.teardown()
@@ -210,6 +193,30 @@ def _in_process_config(executor_config: Any) -> InProcessConfig:
     if isinstance(retries, RetriesConfig):
         return InProcessConfig(retries=retries)
     return InProcessConfig()
+
+
+def _result(
+    prepared: PreparedRun, instance: Instance, loop: ExecutionLoop, reader: ResourceScope
+) -> ExecuteInProcessResult:
+    """The run's result; outputs are read back through ``reader``'s IO managers."""
+    io_keys = {s.key: {o.name: o.io_manager_key for o in s.outputs} for s in prepared.plan.steps}
+    run_id = prepared.record.run_id
+
+    def load(step_key: str, output: str) -> Any:
+        manager = reader.get(io_keys[step_key][output])
+        return manager.load_input(
+            InputContext(output, step_key, run_id, OutputContext(run_id, step_key, output))
+        )
+
+    return ExecuteInProcessResult(
+        run_id,
+        prepared.job.name,
+        instance,
+        load,
+        loop.succeeded,
+        _produced(loop),
+        prepared.job.graph_def,
+    )
 
 
 def _produced(loop: ExecutionLoop) -> dict[str, set[str]]:
@@ -305,24 +312,7 @@ def execute_job(
     reader = scope or ResourceScope(
         prepared.resource_defs, prepared.plan.resource_config, prepared.record.run_id
     )
-    io_keys = {s.key: {o.name: o.io_manager_key for o in s.outputs} for s in prepared.plan.steps}
-    run_id_ = prepared.record.run_id
-
-    def load(step_key: str, output: str) -> Any:
-        manager = reader.get(io_keys[step_key][output])
-        return manager.load_input(
-            InputContext(output, step_key, run_id_, OutputContext(run_id_, step_key, output))
-        )
-
-    result = ExecuteInProcessResult(
-        run_id_,
-        job_def.name,
-        instance,
-        load,
-        loop.succeeded,
-        _produced(loop),
-        prepared.job.graph_def,
-    )
+    result = _result(prepared, instance, loop, reader)
     if scope is not None:
         scope.teardown()
     if raise_on_error and not loop.succeeded:

@@ -15,23 +15,13 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 from pydantic import BaseModel
 
-from orchestrator.definitions.config import pydantic_problems
+from orchestrator.definitions.config import deep_merge, pydantic_problems
 
 if TYPE_CHECKING:
     from orchestrator.concurrency.limits import SlotArbiter
     from orchestrator.execution.context import RunContext
     from orchestrator.execution.events import Event
     from orchestrator.execution.loop import Launch
-
-
-def _deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in extra.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = v
-    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,12 +44,12 @@ class ExecutorDefinition:
     def configured(self, config: Mapping[str, Any], name: str | None = None) -> ExecutorDefinition:
         """A copy of this executor with ``config`` as its defaults (merged into existing ones)."""
         return replace(
-            self, name=name or self.name, default_config=_deep_merge(self.default_config, config)
+            self, name=name or self.name, default_config=deep_merge(self.default_config, config)
         )
 
     def validate_config(self, raw: Mapping[str, Any] | None) -> tuple[Any, list[tuple[str, str]]]:
         """Validate run config ``execution.config`` merged over the defaults."""
-        merged = _deep_merge(self.default_config, raw or {})
+        merged = deep_merge(self.default_config, raw or {})
         try:
             return self.config_model.model_validate(merged), []
         except pydantic.ValidationError as exc:
