@@ -31,8 +31,9 @@ def fan_body() -> None:
     gather([step.alias(f"leaf_{i}")(s) for i in range(50)])
 
 
-def make(kind: str, executor: str, method: str = "spawn"):  # type: ignore[no-untyped-def]
-    """Factory used through build_reconstructable_job: (chain|fan, in_process|multiprocess)."""
+def make(kind: str, executor: str, method: str = "spawn", reuse: bool = False):  # type: ignore[no-untyped-def]
+    """Factory used through build_reconstructable_job: (chain|fan, in_process|multiprocess,
+    start method, reuse_processes)."""
     body = chain_body if kind == "chain" else fan_body
     if executor == "in_process":
         executor_def = in_process_executor
@@ -43,6 +44,7 @@ def make(kind: str, executor: str, method: str = "spawn"):  # type: ignore[no-un
             else {"spawn": {}}
         )
         executor_def = multiprocess_executor.configured(
-            {"max_concurrent": 2, "start_method": start_method}
+            {"max_concurrent": 2, "start_method": start_method, "reuse_processes": reuse}
         )
-    return job(name=f"{kind}_{executor}_{method}", executor_def=executor_def)(body)
+    suffix = "_reuse" if reuse else ""
+    return job(name=f"{kind}_{executor}_{method}{suffix}", executor_def=executor_def)(body)

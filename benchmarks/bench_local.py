@@ -1,7 +1,8 @@
 """Benchmark: per-step overhead of the in-process and multiprocess executors.
 
 Runs a 20-op chain and a 1 -> 50 -> 1 fan-out of no-op ops in-process and with the
-multiprocess executor (max_concurrent=2, spawn and forkserver with preloaded modules), and a
+multiprocess executor (max_concurrent=2, spawn and forkserver with preloaded modules, each with
+a fresh process per step and with reused step processes), and a
 baseline measured in the same run: the same number of bare multiprocessing processes, two at a
 time, with the same start method (the floor for one-process-per-step isolation).
 
@@ -48,8 +49,8 @@ def raw_processes(n: int, method: str, parallel: int = 2) -> float:
     return time.perf_counter() - t0
 
 
-def run_job(kind: str, executor: str, method: str) -> float:
-    recon = build_reconstructable_job("bench_jobs", "make", (kind, executor, method))
+def run_job(kind: str, executor: str, method: str, reuse: bool = False) -> float:
+    recon = build_reconstructable_job("bench_jobs", "make", (kind, executor, method, reuse))
     t0 = time.perf_counter()
     result = execute_job(recon, instance=Instance.ephemeral())
     elapsed = time.perf_counter() - t0
@@ -67,13 +68,17 @@ def main() -> None:
     for col in ("job", "executor", "total s", "per step ms", "baseline s", "ratio"):
         table.add_column(col, justify="right")
     for kind in ("chain", "fan"):
-        for executor, method in (
-            ("in_process", "spawn"),
-            ("multiprocess", "spawn"),
-            ("multiprocess", "forkserver"),
+        for executor, method, reuse in (
+            ("in_process", "spawn", False),
+            ("multiprocess", "spawn", False),
+            ("multiprocess", "forkserver", False),
+            ("multiprocess", "spawn", True),
+            ("multiprocess", "forkserver", True),
         ):
-            run_job(kind, executor, method)  # warm-up (forkserver start, imports)
-            total = statistics.median(run_job(kind, executor, method) for _ in range(args.repeat))
+            run_job(kind, executor, method, reuse)  # warm-up (forkserver start, imports)
+            total = statistics.median(
+                run_job(kind, executor, method, reuse) for _ in range(args.repeat)
+            )
             if executor == "in_process":
                 label, base, ratio = "in_process", "-", "-"
             else:
@@ -81,15 +86,16 @@ def main() -> None:
                 baseline = statistics.median(
                     raw_processes(steps[kind], method, parallel) for _ in range(args.repeat)
                 )
-                label, base = f"multiprocess/{method}", f"{baseline:.3f}"
-                ratio = f"{total / baseline:.2f}x"
+                label = f"multiprocess/{method}" + (" reused" if reuse else "")
+                base, ratio = f"{baseline:.3f}", f"{total / baseline:.2f}x"
             table.add_row(
                 kind, label, f"{total:.3f}", f"{total / steps[kind] * 1000:.2f}", base, ratio
             )
     Console().print(table)
     print(
         "baseline: the same number of bare multiprocessing processes (chain: one at a time, "
-        "fan-out: two at a time) with the same start method."
+        "fan-out: two at a time) with the same start method. 'reused': reuse_processes=true "
+        "(at most 2 long-lived step processes)."
     )
 
 

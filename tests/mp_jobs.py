@@ -156,3 +156,39 @@ def forkserver_chain() -> None:
 @job
 def default_executor_chain() -> None:
     double(produce())
+
+
+@op
+def pid_a() -> int:
+    return os.getpid()
+
+
+@op
+def pid_b(previous: int) -> list[int]:
+    return [previous, os.getpid()]
+
+
+@job(executor_def=multiprocess_executor.configured({"max_concurrent": 1}))
+def two_pids() -> None:
+    pid_b(pid_a())
+
+
+class WaitConfig(Config):
+    dir: str
+
+
+@op
+def waits_for_cancel(config: WaitConfig) -> None:
+    Path(config.dir, "started").touch()
+    time.sleep(60)  # the test cancels the run meanwhile
+
+
+@op
+def after_wait() -> None:
+    return None
+
+
+@job(executor_def=multiprocess_executor)
+def cancelable() -> None:
+    waits_for_cancel()
+    after_wait.alias("also_runs")()

@@ -625,3 +625,18 @@ def test_embedded_server_keeps_runs_across_processes_and_restarts(embedded_defau
     assert again.returncode == 0, again.stderr
     assert row_of(again.stdout, run_id)[1:3] == ["basic_job", "SUCCESS"]
     assert "already running" in command("server", "start").stdout
+
+
+def test_steps_of_a_canceled_run_are_no_longer_shown_waiting() -> None:
+    from orchestrator.cli.run_view import StepStatus, step_summaries
+    from orchestrator.execution.events import EventType, make_event
+
+    events = [
+        make_event(
+            EventType.ENGINE_EVENT, "r", "waiting", step_key="a", attempt=1, kind="waiting_for_slot"
+        ),
+        make_event(EventType.RUN_CANCELED, "r", "Run canceled"),
+    ]
+    (summary,) = step_summaries(events)
+    assert summary.status is StepStatus.NOT_STARTED
+    assert summary.note == "never ran (run canceled)"

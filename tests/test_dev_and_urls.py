@@ -113,3 +113,27 @@ def test_dev_runs_a_launched_distributed_run(valkey_url: str, tmp_path: Path) ->
             os.killpg(dev.pid, signal.SIGKILL)
             dev.wait(timeout=10)
     assert dev.returncode is not None
+
+
+def test_celery_inspect_sees_the_workers_through_the_tools_app(cluster_env: Cluster) -> None:
+    env = {**os.environ, **cluster_env.env}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.celery_app",
+            "inspect",
+            "ping",
+            "--timeout",
+            "5",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "w1@" in out.stdout and "pong" in out.stdout

@@ -134,3 +134,69 @@ def test_modified_copy_of_a_job_is_not_silently_the_original() -> None:
         reconstructable(copy)
     subset = mp_jobs.forkserver_chain.get_subset(["produce"])
     assert reconstructable(subset).pointer.op_selection == ("produce",)
+
+
+REUSE = {"execution": {"config": {"reuse_processes": True}}}
+
+
+def test_reused_processes_run_successive_steps_in_one_child() -> None:
+    fresh = execute_job(reconstructable(mp_jobs.two_pids))
+    reused = execute_job(reconstructable(mp_jobs.two_pids), run_config=REUSE)
+    first, second = fresh.output_for_node("pid_b")
+    assert first != second  # a fresh process per step
+    first, second = reused.output_for_node("pid_b")
+    assert first == second  # one child ran both
+
+
+def test_a_reused_child_killed_fails_only_its_step() -> None:
+    result = execute_job(reconstructable(mp_jobs.dies_midway), run_config=REUSE)
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    assert failure.step_key == "killed" and "SIGKILL" in failure.message
+    assert {e.step_key for e in result.get_step_success_events()} == {"one", "survivor"}
+
+
+def test_reused_processes_still_run_in_parallel_and_respect_limits(tmp_path: Path) -> None:
+    cfg = {"ops": {n: {"config": {"dir": str(tmp_path)}} for n in ("left", "right")}, **REUSE}
+    assert execute_job(reconstructable(mp_jobs.parallel_pair), run_config=cfg).success
+    limited = trace_config(mp_jobs.redshift_limited, tmp_path / "limited")
+    (tmp_path / "limited").mkdir()
+    result = execute_job(reconstructable(mp_jobs.redshift_limited), run_config={**limited, **REUSE})
+    assert result.success
+    spans = intervals(tmp_path / "limited")
+    names = sorted(spans)
+    assert all(
+        not overlaps(spans[a], spans[b]) for i, a in enumerate(names) for b in names[i + 1 :]
+    )
+
+
+def test_run_cancel_stops_a_multiprocess_run(
+    valkey_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    import threading
+    import time as _time
+
+    from orchestrator.coordinator import cancel_run
+    from orchestrator.storage.redis import RedisInstance
+
+    instance = Instance.from_url(valkey_url, key_prefix=key_prefix)
+    assert isinstance(instance, RedisInstance)
+    box: dict[str, object] = {}
+    cfg = {"ops": {"waits_for_cancel": {"config": {"dir": str(tmp_path)}}}}
+    runner = threading.Thread(
+        target=lambda: box.update(
+            result=execute_job(
+                reconstructable(mp_jobs.cancelable), instance=instance, run_config=cfg
+            )
+        )
+    )
+    runner.start()
+    deadline = _time.monotonic() + 60
+    while not (tmp_path / "started").exists() and _time.monotonic() < deadline:
+        _time.sleep(0.02)  # the step's process is starting: a bounded wait
+    (run,) = instance.get_runs()
+    assert cancel_run(instance, run.run_id) == "CANCELING"
+    runner.join(timeout=60)
+    assert instance.get_run(run.run_id).status is RunStatus.CANCELED  # type: ignore[union-attr]
+    failure = next(e for e in instance.all_events(run.run_id) if e.is_step_failure)
+    assert "terminated (run canceled)" in failure.message

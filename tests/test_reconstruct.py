@@ -380,3 +380,11 @@ def test_execute_job_of_a_job_that_cannot_be_reconstructed_fails_before_running(
 
     with pytest.raises(ReconstructionError):
         execute_job(local_graph.to_job(name="local"), run_config=IN_PROCESS)
+
+
+def test_code_location_files_have_one_spelling() -> None:
+    from orchestrator.definitions.reconstruct import CodeLocation
+
+    assert CodeLocation(file="./examples/../examples/basic_job.py") == CodeLocation(
+        file="examples/basic_job.py"
+    )

@@ -36,6 +36,7 @@ class StepStatus(StrEnum):
 
 
 _FINISHED = frozenset({StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED})
+_RUN_END = frozenset({"RUN_SUCCESS", "RUN_FAILURE", "RUN_CANCELED"})
 
 STATUS_STYLES: Mapping[str, str] = {
     StepStatus.SUCCEEDED: "green",
@@ -167,9 +168,17 @@ def step_summaries(events: Iterable[Event], step_keys: Sequence[str] = ()) -> li
         One :class:`StepSummary` per step.
     """
     steps: dict[str, _Step] = {key: _Step() for key in step_keys}
+    run_ended = None
     for event in events:
         if event.step_key is not None:
             steps.setdefault(event.step_key, _Step()).apply(event)
+        elif event.event_type_value in _RUN_END:
+            run_ended = event.event_type_value
+    if run_ended is not None:
+        for s in steps.values():  # the run is over: nothing is waiting or queued any more
+            if s.status in (StepStatus.WAITING_FOR_SLOT, StepStatus.QUEUED):
+                s.status = StepStatus.NOT_STARTED
+                s.note = "never ran (run canceled)" if run_ended == "RUN_CANCELED" else s.note
     return [
         StepSummary(key, s.status, s.attempts, s.start_time, s.end_time, s.error, s.note)
         for key, s in steps.items()

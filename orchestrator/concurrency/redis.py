@@ -202,7 +202,9 @@ class RedisLimiter:
     @classmethod
     def from_url(cls, url: str, key_prefix: str | None = None, **kwargs: Any) -> RedisLimiter:
         """A limiter on the server at ``url`` (``redis://``, ``rediss://``, ``unix://``)."""
-        client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        from orchestrator.redis_client import connect
+
+        client = connect(url)
         return cls(client, RedisKeys(key_prefix or "orchestrator"), **kwargs)
 
     def _run(self, name: str, *args: Any, client: Any = None) -> Any:

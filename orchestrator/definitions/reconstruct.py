@@ -40,8 +40,10 @@ class CodeLocation:
     def __post_init__(self) -> None:
         if (self.module is None) == (self.file is None):
             raise CodeLocationError("a code location is a module or a file, exactly one")
-        if self.file is not None and os.path.isabs(self.file):
-            object.__setattr__(self, "file", relative_file(self.file))
+        if self.file is not None:
+            # One spelling per file ("./a/../b.py" is "b.py"), so workers and pointers agree.
+            normal = relative_file(self.file) if os.path.isabs(self.file) else self.file
+            object.__setattr__(self, "file", Path(os.path.normpath(normal)).as_posix())
 
     def to_dict(self) -> dict[str, str]:
         return {"module": self.module} if self.module else {"file": str(self.file)}

@@ -10,7 +10,7 @@ from orchestrator.execution.context import RunContext
 from orchestrator.execution.events import ErrorInfo, Event, EventType, make_event
 from orchestrator.execution.loop import ExecutionLoop
 from orchestrator.executors.base import Executor
-from orchestrator.storage.base import Instance
+from orchestrator.storage.base import Instance, RunStatus
 
 
 def fail_run(instance: Instance, run_id: str, exc: BaseException) -> None:
@@ -24,6 +24,22 @@ def fail_run(instance: Instance, run_id: str, exc: BaseException) -> None:
             error=info.to_dict(),
         )
     )
+
+
+CANCEL_CHECK_SECONDS = 0.5
+
+
+def _cancel_requested(instance: Instance, run_id: str, executor: Executor) -> Callable[[], bool]:
+    """How the driver learns of `orchestrator run cancel`: executors that read the run's stream
+    see its cancel event themselves; for the others the run's status is checked."""
+    if executor.watches_run_stream:
+        return lambda: False
+
+    def check() -> bool:
+        record = instance.get_run(run_id)
+        return record is not None and record.status is RunStatus.CANCELING
+
+    return check
 
 
 def drive_run(
@@ -67,13 +83,18 @@ def drive_run(
             )
         )
     started = time.perf_counter()
+    if should_cancel is None:
+        should_cancel = _cancel_requested(instance, ctx.run_id, executor)
+    next_cancel_check = 0.0
     try:
         executor.start(ctx)
         if resume:
             executor.adopt_in_flight(loop.in_flight_launches())
         while True:
-            if should_cancel is not None and not loop.canceled and should_cancel():
-                loop.cancel()
+            if not loop.canceled and time.monotonic() >= next_cancel_check:
+                next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
+                if should_cancel():
+                    loop.cancel()
             tick = loop.tick(clock())
             if tick.terminate:
                 executor.terminate(tick.terminate)
@@ -86,6 +107,8 @@ def drive_run(
             if tick.done:
                 break
             timeout = None if tick.wake_at is None else max(0.0, tick.wake_at - clock())
+            if not executor.watches_run_stream and not loop.canceled:
+                timeout = min(timeout or CANCEL_CHECK_SECONDS, CANCEL_CHECK_SECONDS)
             for event in executor.wait(timeout):
                 if not executor.stores_events:
                     store(event)

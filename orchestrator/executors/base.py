@@ -70,6 +70,9 @@ class Executor(ABC):
     #: True when step events are already in the instance when ``wait`` returns them
     #: (workers write them to the run's stream); otherwise the driver stores them.
     stores_events: bool = False
+    #: True when ``wait`` reads the run's event stream, so a cancel request written there
+    #: reaches the loop; otherwise the driver checks the run's status now and then.
+    watches_run_stream: bool = False
 
     @abstractmethod
     def make_arbiter(self, ctx: RunContext) -> SlotArbiter:

@@ -57,6 +57,7 @@ class CeleryExecutor(Executor):
     """Launches steps as Celery tasks; see the module docstring."""
 
     stores_events = True
+    watches_run_stream = True
 
     def __init__(self, config: CeleryConfig | None = None):
         self.config = config or CeleryConfig()
@@ -249,4 +250,14 @@ class CeleryExecutor(Executor):
             )
 
     def close(self) -> None:
-        """The Celery app stays cached for the next run of this process."""
+        """Attempts still in flight when the run's driver stops (an engine error, an
+        interrupt) are canceled and revoked, and their slots freed, so no worker runs a
+        step of a run that has ended. The Celery app stays cached for the next run."""
+        if self._ctx is None:
+            return
+        for attempt_id in list(self._inflight):
+            self.attempts.settle(attempt_id, "canceled")
+            if self._app is not None:
+                self._app.control.revoke(attempt_id, terminate=True, signal="SIGTERM")
+        self._inflight.clear()
+        self.redis_arbiter.release_all()

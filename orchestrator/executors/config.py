@@ -56,10 +56,24 @@ class StartMethod(_Strict):
 
 
 class MultiprocessConfig(_Strict):
+    """Config of ``multiprocess_executor``.
+
+    Attributes:
+        max_concurrent: step processes at once (default: CPU count).
+        start_method: ``spawn`` or ``forkserver`` (with ``preload_modules``).
+        tag_concurrency_limits: per-run limits.
+        retries: whether op ``RetryPolicy`` applies.
+        reuse_processes: run successive steps in the same child processes (at most
+            ``max_concurrent`` of them) instead of a fresh process per step: much less
+            start-up per step, but steps share a process's module state; a child that dies
+            still fails only the step it was running, and is replaced.
+    """
+
     max_concurrent: int | None = Field(default=None, ge=0)
     start_method: StartMethod = Field(default_factory=StartMethod)
     tag_concurrency_limits: list[TagConcurrencyLimit] = Field(default_factory=list)
     retries: RetriesConfig = Field(default_factory=RetriesConfig)
+    reuse_processes: bool = False
 
 
 class MultiOrInProcessConfig(_Strict):

@@ -5,14 +5,20 @@ events back over a pipe. A child that dies without reporting (segfault, ``os._ex
 out of memory) becomes a STEP_FAILURE naming its exit code or signal, so a run never hangs on
 a dead child, and one child's death fails only its own step.
 
-Isolation: every attempt gets a fresh process. ``spawn`` starts a new interpreter per step
-(slowest, nothing inherited); ``forkserver`` forks each child from a server process that has
-already imported the framework and ``preload_modules`` (fast; children share only what the
-server imported before forking).
+Isolation, by mode:
+
+- default: every attempt gets a fresh process. ``spawn`` starts a new interpreter per step
+  (slowest; nothing inherited); ``forkserver`` forks each child from a server process that has
+  already imported the framework and ``preload_modules`` (faster; children start from what the
+  server imported, nothing from earlier steps).
+- ``reuse_processes: true``: up to ``max_concurrent`` long-lived children run steps one after
+  another (fastest; steps share a child's module state, e.g. caches and globals). A child that
+  dies fails only the step it was running and is replaced on the next launch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -47,12 +53,18 @@ def describe_exit(code: int | None) -> str:
 
 
 class _Child:
-    def __init__(self, launch: Launch, process: BaseProcess, conn: Connection):
-        self.launch = launch
+    """A step process: one attempt (fresh mode), or many in turn (``reuse_processes``)."""
+
+    def __init__(self, process: BaseProcess, conn: Connection, reused: bool):
         self.process = process
         self.conn = conn
-        self.ended = False  # a terminal event for the attempt was received
+        self.reused = reused
+        self.launch: Launch | None = None  # the attempt it is running, if any
+        self.ended = False  # a terminal event for that attempt was received
         self.terminated = False  # we asked it to stop (cancel)
+
+    def assign(self, launch: Launch) -> None:
+        self.launch, self.ended, self.terminated = launch, False, False
 
 
 class MultiprocessExecutor(Executor):
@@ -62,7 +74,7 @@ class MultiprocessExecutor(Executor):
         self.config = config or MultiprocessConfig()
         self.retries_enabled = self.config.retries.is_enabled
         self.max_concurrent = self.config.max_concurrent or os.cpu_count() or 1
-        self._children: dict[str, _Child] = {}
+        self._children: list[_Child] = []
         self._payload_base: dict[str, Any] = {}
         self._mp: Any = None
 
@@ -108,27 +120,44 @@ class MultiprocessExecutor(Executor):
             self._mp.set_forkserver_preload(preload)
 
     def launch(self, launch: Launch) -> None:
-        from orchestrator.executors.mp_child import run_step_in_child
+        from orchestrator.executors.mp_child import run_step_in_child, serve_steps
 
         payload = {**self._payload_base, "step_key": launch.step_key, "attempt": launch.attempt}
-        reader, writer = self._mp.Pipe(duplex=False)
-        process = self._mp.Process(
-            target=run_step_in_child,
-            args=(payload, writer),
-            name=f"step:{launch.step_key}#{launch.attempt}",
-            daemon=True,
-        )
-        process.start()
-        writer.close()  # the child holds the only write end: EOF means it is gone
-        self._children[launch.attempt_id] = _Child(launch, process, reader)
+        if not self.config.reuse_processes:
+            reader, writer = self._mp.Pipe(duplex=False)
+            process = self._mp.Process(
+                target=run_step_in_child,
+                args=(payload, writer),
+                name=f"step:{launch.step_key}#{launch.attempt}",
+                daemon=True,
+            )
+            process.start()
+            writer.close()  # the child holds the only write end: EOF means it is gone
+            child = _Child(process, reader, reused=False)
+            self._children.append(child)
+        else:
+            idle = next((c for c in self._children if c.launch is None), None)
+            if idle is not None:
+                child = idle
+            else:  # the arbiter caps attempts at max_concurrent: room for one more
+                ours, theirs = self._mp.Pipe(duplex=True)
+                process = self._mp.Process(
+                    target=serve_steps, args=(theirs,), name="step-process", daemon=True
+                )
+                process.start()
+                theirs.close()
+                child = _Child(process, ours, reused=True)
+                self._children.append(child)
+            child.conn.send(payload)
+        child.assign(launch)
 
     def wait(self, timeout: float | None) -> list[Event]:
-        if not self._children:
+        if not any(c.launch is not None for c in self._children):
             if timeout is None:
                 raise LoopStalledError("multiprocess executor: waiting with no step running")
             time.sleep(timeout)  # nothing running until a retry delay has passed
             return []
-        by_conn = {c.conn: c for c in self._children.values()}
+        by_conn = {c.conn: c for c in self._children}
         ready = wait(list(by_conn), timeout)
         events: list[Event] = []
         for conn in ready:
@@ -136,10 +165,16 @@ class MultiprocessExecutor(Executor):
         return events
 
     def _drain(self, child: _Child) -> list[Event]:
+        from orchestrator.executors.mp_child import DONE
+
         events: list[Event] = []
         try:
             while child.conn.poll():
-                event = Event.from_dict(child.conn.recv())
+                data = child.conn.recv()
+                if DONE in data:
+                    child.launch = None  # a reused child is free for the next step
+                    continue
+                event = Event.from_dict(data)
                 if event.event_type_value in _ENDS_ATTEMPT:
                     child.ended = True
                 events.append(event)
@@ -148,13 +183,13 @@ class MultiprocessExecutor(Executor):
         return events
 
     def _reap(self, child: _Child) -> list[Event]:
-        """The child's pipe closed: collect its exit and report it if it died early."""
+        """The child's pipe closed: collect its exit and report it if it died mid-step."""
         child.process.join()
         child.conn.close()
-        del self._children[child.launch.attempt_id]
-        if child.ended:
-            return []
+        self._children.remove(child)
         launch = child.launch
+        if launch is None or child.ended:
+            return []
         how = describe_exit(child.process.exitcode)
         if child.terminated:
             message = f"Step {launch.step_key!r} was terminated (run canceled): {how}"
@@ -178,16 +213,21 @@ class MultiprocessExecutor(Executor):
         ]
 
     def terminate(self, attempt_ids: list[str]) -> None:
-        for attempt_id in attempt_ids:
-            child = self._children.get(attempt_id)
-            if child is not None and child.process.is_alive():
+        ids = set(attempt_ids)
+        for child in self._children:
+            if child.launch is not None and child.launch.attempt_id in ids:
                 child.terminated = True
                 child.process.terminate()
 
     def close(self) -> None:
-        for child in list(self._children.values()):
+        for child in self._children:
+            if child.reused and child.launch is None:
+                with contextlib.suppress(OSError):
+                    child.conn.send(None)  # an idle reused child ends by itself
+        for child in self._children:
+            child.process.join(timeout=5 if child.reused and child.launch is None else 0)
             if child.process.is_alive():
                 child.process.kill()
-            child.process.join(timeout=5)
+                child.process.join(timeout=5)
             child.conn.close()
         self._children.clear()

@@ -101,6 +101,7 @@ class FilesystemIOManager(IOManager):
 
         self.base_dir = base_dir.rstrip("/")
         self.fs, self.root = fsspec.core.url_to_fs(self.base_dir)
+        self._made: set[str] = set()  # directories known to exist
 
     def path_for(self, ctx: OutputContext) -> str:
         return f"{self.root}/{ctx.run_id}/{ctx.step_key}/{ctx.name}.pickle"
@@ -115,7 +116,10 @@ class FilesystemIOManager(IOManager):
                 "picklable value, or give the job an IO manager that can store this type."
             ) from exc
         path = self.path_for(context)
-        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        directory = path.rsplit("/", 1)[0]
+        if directory not in self._made:
+            self.fs.makedirs(directory, exist_ok=True)
+            self._made.add(directory)
         tmp = f"{path}.tmp"
         with self.fs.open(tmp, "wb") as f:
             f.write(data)

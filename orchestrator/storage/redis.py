@@ -69,7 +69,9 @@ class RedisInstance(Instance):
     @classmethod
     def from_url(cls, url: str, key_prefix: str | None = None) -> RedisInstance:
         """A Redis instance for ``url`` (``redis://``, ``rediss://`` for TLS, ``unix://``)."""
-        client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        from orchestrator.redis_client import connect
+
+        client = connect(url)
         return cls(client, key_prefix or "orchestrator")
 
     # -- runs ------------------------------------------------------------------------------
@@ -216,16 +218,22 @@ class RedisInstance(Instance):
         if timeout <= 0 or limit == 0:
             return self.get_events(run_id, after, limit)
         check_limit(limit)
-        stream = self.keys.run_events(run_id)  # XREAD returns at once if entries are there
-        try:
-            reply = self.client.xread(
-                {stream: _after_id(after)}, count=limit, block=max(1, int(timeout * 1000))
-            )
-        except redis.ResponseError as exc:
-            raise InvalidInputError(f"bad event cursor {after!r}: {exc}") from exc
-        if not reply:
-            return []
-        return self._decode(reply[0][1])  # type: ignore[index]
+        from orchestrator.redis_client import MAX_BLOCK_SECONDS
+
+        stream = self.keys.run_events(run_id)
+        deadline = time.monotonic() + timeout
+        while True:  # blocks of at most MAX_BLOCK_SECONDS (see orchestrator.redis_client)
+            block = min(deadline - time.monotonic(), MAX_BLOCK_SECONDS)
+            if block <= 0:
+                return []
+            try:  # XREAD returns at once when entries are there
+                reply = self.client.xread(
+                    {stream: _after_id(after)}, count=limit, block=max(1, int(block * 1000))
+                )
+            except redis.ResponseError as exc:
+                raise InvalidInputError(f"bad event cursor {after!r}: {exc}") from exc
+            if reply:
+                return self._decode(reply[0][1])  # type: ignore[index]
 
     def close(self) -> None:
         self.client.close()
