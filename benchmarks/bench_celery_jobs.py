@@ -1,33 +1,11 @@
-"""No-op jobs on the celery executor for bench_celery.py (loaded by the workers by module)."""
+"""No-op jobs on the celery executor for bench_celery.py (loaded by the workers by module);
+the same ops and shapes as bench_jobs.py."""
 
 from __future__ import annotations
 
-from orchestrator import celery_executor, job, op
+from bench_jobs import chain_body, fan_body
 
+from orchestrator import celery_executor, job
 
-@op
-def start() -> int:
-    return 0
-
-
-@op
-def step(x: int) -> int:
-    return x
-
-
-@op
-def gather(xs: list[int]) -> int:
-    return len(xs)
-
-
-@job(executor_def=celery_executor)
-def chain20() -> None:
-    value = start()
-    for i in range(19):
-        value = step.alias(f"step_{i}")(value)
-
-
-@job(executor_def=celery_executor)
-def fan50() -> None:
-    s = start()
-    gather([step.alias(f"leaf_{i}")(s) for i in range(50)])
+chain20 = job(name="chain20", executor_def=celery_executor)(chain_body)
+fan50 = job(name="fan50", executor_def=celery_executor)(fan_body)

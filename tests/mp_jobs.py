@@ -192,3 +192,8 @@ def after_wait() -> None:
 def cancelable() -> None:
     waits_for_cancel()
     after_wait.alias("also_runs")()
+
+
+def chain_body() -> None:
+    """A job body other modules turn into jobs of their own (tests.shared_body_jobs)."""
+    double(produce())

@@ -388,3 +388,11 @@ def test_code_location_files_have_one_spelling() -> None:
     assert CodeLocation(file="./examples/../examples/basic_job.py") == CodeLocation(
         file="examples/basic_job.py"
     )
+
+
+def test_job_applied_to_a_function_of_another_module_points_at_its_own_module() -> None:
+    from tests import shared_body_jobs
+
+    recon = reconstructable(shared_body_jobs.shared)
+    assert recon.pointer.location.module == "tests.shared_body_jobs"
+    assert recon.pointer.attribute == "shared"

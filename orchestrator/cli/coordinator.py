@@ -9,7 +9,7 @@ from types import FrameType
 import click
 
 from orchestrator.cli.common import make_console
-from orchestrator.cli.worker import serving_setup
+from orchestrator.cli.worker import code_location_options, serving_setup
 
 
 @click.group()
@@ -18,8 +18,7 @@ def coordinator() -> None:
 
 
 @coordinator.command("start")
-@click.option("-f", "--file", "files", multiple=True, help="Python file of jobs (repeatable).")
-@click.option("-m", "--module", "modules", multiple=True, help="Module of jobs (repeatable).")
+@code_location_options
 @click.option(
     "--max-runs",
     type=int,

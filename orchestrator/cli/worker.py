@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -35,14 +36,26 @@ def serving_setup(
     return locations, instance
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def code_location_options(f: F) -> F:
+    """Repeatable -f FILE / -m MODULE: the code locations a long-lived process serves."""
+    f = click.option(
+        "-m", "--module", "modules", multiple=True, help="Module of jobs (repeatable)."
+    )(f)
+    return click.option(
+        "-f", "--file", "files", multiple=True, help="Python file of jobs (repeatable)."
+    )(f)
+
+
 @click.group()
 def worker() -> None:
     """Celery workers that run steps."""
 
 
 @worker.command("start")
-@click.option("-f", "--file", "files", multiple=True, help="Python file of jobs (repeatable).")
-@click.option("-m", "--module", "modules", multiple=True, help="Module of jobs (repeatable).")
+@code_location_options
 @click.option(
     "-Q",
     "--queues",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -352,7 +353,10 @@ def job(
             partitions_def=partitions_def,
             input_values=input_values,
         )
-        result._defined_in = (f.__module__, f.__name__)
+        # The module whose code applied @job: where the job is a module attribute, even when
+        # the function came from elsewhere (``chain = job(name="chain")(shared_body)``).
+        result._defined_in = (caller, f.__name__)
         return result
 
+    caller = sys._getframe(1).f_globals.get("__name__", "")
     return wrap(fn) if fn is not None else wrap
