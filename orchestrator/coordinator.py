@@ -21,11 +21,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from orchestrator.definitions.reconstruct import CodeLocation, JobPointer, ReconstructableJob
+from orchestrator.distributed.ownership import RunOwnership, claim_next_run
 from orchestrator.errors import InvalidInputError
 from orchestrator.execution.api import build_loggers, prepare_run
 from orchestrator.execution.context import RunContext
 from orchestrator.execution.driver import drive_run, fail_run
-from orchestrator.execution.events import RUN_TERMINAL, EventType, make_event
+from orchestrator.execution.events import EventType, make_event
 from orchestrator.execution.loop import CANCEL_REQUESTED, ExecutionLoop
 from orchestrator.plan.build import build_plan
 from orchestrator.plan.steps import PRIORITY_TAG, ExecutionPlan
@@ -76,7 +77,11 @@ def launch_run(
     instance.store_event(
         make_event(EventType.RUN_ENQUEUED, run_id, f"Run of {job.name!r} queued for a coordinator")
     )
-    client.zadd(keys.run_queue, {run_id: _rank(priority, seq)})
+    pipe = client.pipeline(transaction=True)
+    pipe.zadd(keys.run_queue, {run_id: _rank(priority, seq)})
+    pipe.lpush(keys.run_wakeup, run_id)
+    pipe.ltrim(keys.run_wakeup, 0, 9999)  # wake-ups only; the queue is the zset
+    pipe.execute()
     return run_id
 
 
@@ -138,32 +143,23 @@ class Coordinator:
         self.id = f"coordinator-{uuid.uuid4().hex[:10]}"
         self.stop_event = threading.Event()
         self._threads: dict[str, threading.Thread] = {}
+        self._owned: dict[str, RunOwnership] = {}
         self._lock = threading.Lock()
 
     # -- ownership ------------------------------------------------------------------------
 
-    def _claim(self, run_id: str) -> bool:
-        keys = self.instance.keys
-        ttl = int(self.settings.lease_seconds * 1000)
-        if not self.instance.client.set(keys.run_owner(run_id), self.id, nx=True, px=ttl):
-            return False
-        self.instance.client.sadd(keys.active_runs, run_id)
-        return True
+    def _ownership(self, run_id: str) -> RunOwnership:
+        return RunOwnership(
+            self.instance.client, self.instance.keys, run_id, self.id, self.settings.lease_seconds
+        )
 
     def _renew_owned(self) -> None:
-        keys = self.instance.keys
-        ttl = int(self.settings.lease_seconds * 1000)
+        """Renew every owned run from the serving thread too (a driver blocked in a long
+        in-process step cannot renew its own)."""
         with self._lock:
-            owned = list(self._threads)
-        for run_id in owned:
-            if self.instance.client.get(keys.run_owner(run_id)) == self.id:
-                self.instance.client.pexpire(keys.run_owner(run_id), ttl)
-
-    def _release(self, run_id: str) -> None:
-        keys = self.instance.keys
-        if self.instance.client.get(keys.run_owner(run_id)) == self.id:
-            self.instance.client.delete(keys.run_owner(run_id))
-        self.instance.client.srem(keys.active_runs, run_id)
+            owned = list(self._owned.values())
+        for ownership in owned:
+            ownership.renew()
 
     def adopt_orphans(self) -> list[str]:
         """Claim active runs whose owner lapsed (their coordinator died) and resume them."""
@@ -176,9 +172,10 @@ class Coordinator:
                 continue
             if self._free_slots() <= 0:
                 break
-            if self._claim(run_id):
+            ownership = self._ownership(run_id)
+            if ownership.claim():
                 adopted.append(run_id)
-                self._start(run_id)
+                self._start(ownership)
         return adopted
 
     # -- serving --------------------------------------------------------------------------
@@ -188,15 +185,32 @@ class Coordinator:
             for run_id, thread in list(self._threads.items()):
                 if not thread.is_alive():
                     del self._threads[run_id]
+                    self._owned.pop(run_id, None)
             return self.max_runs - len(self._threads)
 
-    def _start(self, run_id: str) -> None:
+    def _start(self, ownership: RunOwnership) -> None:
+        run_id = ownership.run_id
         thread = threading.Thread(
-            target=self._drive, args=(run_id,), daemon=True, name=f"run-{run_id[:8]}"
+            target=self._drive, args=(ownership,), daemon=True, name=f"run-{run_id[:8]}"
         )
         with self._lock:
             self._threads[run_id] = thread
+            self._owned[run_id] = ownership
         thread.start()
+
+    def claim_queued(self) -> list[str]:
+        """Take launched runs off the run queue while there is room (each atomically popped
+        and owned, see ``claim_run.lua``)."""
+        claimed = []
+        while self._free_slots() > 0:
+            run_id = claim_next_run(
+                self.instance.client, self.instance.keys, self.id, self.settings.lease_seconds
+            )
+            if run_id is None:
+                break
+            claimed.append(run_id)
+            self._start(self._ownership(run_id))
+        return claimed
 
     def serve(self) -> None:
         """Take runs off the queue and drive them until :meth:`stop`."""
@@ -209,15 +223,11 @@ class Coordinator:
                 next_maintenance = time.monotonic() + block
                 self._renew_owned()
                 self.adopt_orphans()
+            self.claim_queued()
             if self._free_slots() <= 0:
                 self.stop_event.wait(block)
                 continue
-            popped = client.bzpopmin(keys.run_queue, timeout=block)
-            if not popped:
-                continue
-            run_id = str(popped[1])
-            if self._claim(run_id):
-                self._start(run_id)
+            client.blpop([keys.run_wakeup], timeout=block)  # a launch wakes us at once
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -230,19 +240,24 @@ class Coordinator:
 
     # -- driving one run ------------------------------------------------------------------
 
-    def _drive(self, run_id: str) -> None:
+    def _drive(self, ownership: RunOwnership) -> None:
+        run_id = ownership.run_id
+        loop = None
         try:
-            self._drive_run(run_id)
+            loop = self._drive_run(ownership)
         except Exception:
             log.exception("run %s failed in the coordinator", run_id)
         finally:
-            self._release(run_id)
+            if loop is None or not loop.abandoned:
+                record = self.instance.get_run(run_id)
+                ownership.release(finished=record is None or record.is_finished)
 
-    def _drive_run(self, run_id: str) -> None:
+    def _drive_run(self, ownership: RunOwnership) -> ExecutionLoop | None:
         instance = self.instance
+        run_id = ownership.run_id
         record = instance.get_run(run_id)
         if record is None or record.is_finished or not record.pointer:
-            return
+            return None
         pointer = JobPointer.from_dict(record.pointer)
         if self.locations and pointer.location not in self.locations:
             fail_run(
@@ -253,8 +268,15 @@ class Coordinator:
                     "location (orchestrator coordinator start -f/-m ...)"
                 ),
             )
-            return
-        events = instance.all_events(run_id)
+            return None
+        stored = instance.get_events(run_id)
+        events = [event for _, event in stored]
+        started = any(e.event_type_value == EventType.RUN_START.value for e in events)
+        if not started and record.status is RunStatus.CANCELING:
+            instance.store_event(
+                make_event(EventType.RUN_CANCELED, run_id, "Run canceled before it started")
+            )
+            return None
         try:
             job = ReconstructableJob(pointer).get_definition()
             plan_text = instance.client.get(instance.keys.run_plan(run_id))
@@ -270,7 +292,7 @@ class Coordinator:
             executor = job.executor_def.build(resolved.executor_config)
         except Exception as exc:
             fail_run(instance, run_id, exc)
-            return
+            return None
         ctx = RunContext(
             run_id=run_id,
             job=job,
@@ -282,10 +304,9 @@ class Coordinator:
             loggers=build_loggers(job, resolved, run_id),
             instance=instance,
             pointer=record.pointer,
+            # Events stored after this read (a worker's result, a cancel) must not be missed.
+            event_cursor=stored[-1][0] if stored else None,
         )
-        started = any(e.event_type_value == EventType.RUN_START.value for e in events)
-        if any(e.event_type_value in {t.value for t in RUN_TERMINAL} for e in events):
-            return
         loop = None
         if started:
             arbiter = executor.make_arbiter(ctx)
@@ -298,11 +319,12 @@ class Coordinator:
                     EventType.RUN_STARTING, run_id, f"Coordinator {self.id} is starting the run"
                 )
             )
-        drive_run(
+        return drive_run(
             ctx,
             executor,
             instance,
             loop=loop,
             resume=started,
+            still_owner=ownership.renew,
             max_lost_attempts=self.settings.max_lost_attempts,
         )

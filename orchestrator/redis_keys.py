@@ -13,6 +13,7 @@ Schema:
     <p>:run:<run_id>:plan         string  the run's ExecutionPlan JSON (read by workers)
     <p>:run:<run_id>:owner        string  coordinator id owning the run (expires unless renewed)
     <p>:runqueue                  zset    launched runs waiting for a coordinator (score: rank)
+    <p>:runqueue:wakeup           list    one entry per launch; coordinators block on it
     <p>:runs:active               set     runs a coordinator is driving (resumed if orphaned)
     <p>:attempt:<attempt_id>      hash    step attempt: state, worker, token, run_id, step_key...
     <p>:attempt:<attempt_id>:hb   string  the attempt's heartbeat (expires unless renewed)
@@ -78,6 +79,11 @@ class RedisKeys:
     @property
     def run_queue(self) -> str:
         return f"{self.prefix}:runqueue"
+
+    @property
+    def run_wakeup(self) -> str:
+        """A list coordinators block on (BLPOP); one entry per launched run."""
+        return f"{self.prefix}:runqueue:wakeup"
 
     @property
     def active_runs(self) -> str:

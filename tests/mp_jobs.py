@@ -13,7 +13,7 @@ import signal
 import time
 from pathlib import Path
 
-from orchestrator import Config, In, Nothing, job, multiprocess_executor, op
+from orchestrator import Config, In, Nothing, job, multiprocess_executor, op, success_hook
 
 
 class TraceConfig(Config):
@@ -197,3 +197,25 @@ def cancelable() -> None:
 def chain_body() -> None:
     """A job body other modules turn into jobs of their own (tests.shared_body_jobs)."""
     double(produce())
+
+
+class HookDirConfig(Config):
+    dir: str
+
+
+@success_hook
+def leave_mark(context) -> None:  # type: ignore[no-untyped-def]
+    Path(
+        context.op_config["dir"] if isinstance(context.op_config, dict) else context.op_config.dir,
+        f"hook-{context.op_handle}",
+    ).touch()
+
+
+@op
+def last_step(config: HookDirConfig) -> int:
+    return 1
+
+
+@job(executor_def=multiprocess_executor, hooks={leave_mark})
+def hooked_last_step() -> None:
+    last_step()

@@ -775,3 +775,16 @@ def test_arbiter_adopt_reuses_the_lease(limiter: RedisLimiter) -> None:
     assert third.renew_all() == []
     info = limiter.lease(req.attempt_id)
     assert info is not None and info.worker == "worker:h/1"
+
+
+def test_a_coordinator_asking_again_takes_over_a_dead_coordinators_lease(
+    limiter: RedisLimiter,
+) -> None:
+    limiter.set_limit(TagConcurrencyLimit(key="handover", limit=1))
+    token = limiter.acquire("run-h:s:1", "run-h", "s", 1, {"handover": "x"}, worker="coordinator:a")
+    assert token is not None
+    again = limiter.acquire("run-h:s:1", "run-h", "s", 1, {"handover": "x"}, worker="coordinator:b")
+    assert again == token
+    assert limiter.renew("run-h:s:1", token, worker="coordinator:b", owner="coordinator:b")
+    lease = limiter.lease("run-h:s:1")
+    assert lease is not None and lease.worker == "coordinator:b"

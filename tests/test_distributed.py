@@ -249,6 +249,23 @@ def test_coordinator_death_is_survived(instance: RedisInstance, tmp_path: Path) 
     second.join(timeout=30)
     successes = [e for e in instance.all_events(run_id) if e.event_type_value == "STEP_SUCCESS"]
     assert sorted(e.step_key for e in successes) == ["redshift_0", "redshift_1", "redshift_2"]
+    # the first coordinator's driver saw it lost the run and stopped, writing no end of its own
+    first.join(timeout=30)
+    ends = [e for e in instance.all_events(run_id) if e.event_type_value.startswith("RUN_SUCC")]
+    assert len(ends) == 1
+
+
+def test_a_cancel_that_races_the_queue_pop_still_cancels(instance: RedisInstance) -> None:
+    from orchestrator.distributed.ownership import RunOwnership, claim_next_run
+
+    (run_id,) = launch_many(instance, celery_jobs.one_step, 1)
+    coord = Coordinator(instance)
+    assert claim_next_run(instance.client, instance.keys, coord.id, 10.0) == run_id
+    # the run is off the queue but not started when the cancel arrives
+    assert cancel_run(instance, run_id) == "CANCELING"
+    coord._drive(RunOwnership(instance.client, instance.keys, run_id, coord.id, 10.0))
+    assert instance.get_run(run_id).status is RunStatus.CANCELED  # type: ignore[union-attr]
+    assert not instance.client.sismember(instance.keys.active_runs, run_id)
 
 
 # -- faults ------------------------------------------------------------------------------------

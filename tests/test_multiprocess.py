@@ -200,3 +200,11 @@ def test_run_cancel_stops_a_multiprocess_run(
     assert instance.get_run(run.run_id).status is RunStatus.CANCELED  # type: ignore[union-attr]
     failure = next(e for e in instance.all_events(run.run_id) if e.is_step_failure)
     assert "terminated (run canceled)" in failure.message
+
+
+def test_the_last_steps_hooks_run_before_the_run_ends(tmp_path: Path) -> None:
+    cfg = {"ops": {"last_step": {"config": {"dir": str(tmp_path)}}}}
+    result = execute_job(reconstructable(mp_jobs.hooked_last_step), run_config=cfg)
+    assert result.success
+    assert (tmp_path / "hook-last_step").exists()
+    assert any(e.event_type_value == "HOOK_COMPLETED" for e in result.all_events)

@@ -513,3 +513,17 @@ def test_ephemeral_instances_are_independent() -> None:
     with Instance.ephemeral() as first, Instance.ephemeral() as second:
         first.create_run(make_run("r1"))
         assert second.get_run("r1") is None
+
+
+def test_a_late_run_event_does_not_move_a_run_back(instance: Instance) -> None:
+    instance.create_run(make_run("late"))
+    instance.store_event(make_event(EventType.RUN_START, "late"))
+    instance.store_event(make_event(EventType.RUN_SUCCESS, "late"))
+    instance.store_event(make_event(EventType.RUN_CANCELING, "late"))  # a cancel that came late
+    assert instance.get_run("late").status is RunStatus.SUCCESS  # type: ignore[union-attr]
+    instance.create_run(make_run("canceling"))
+    instance.store_event(make_event(EventType.RUN_CANCELING, "canceling"))
+    instance.store_event(make_event(EventType.RUN_START, "canceling"))  # a coordinator, late
+    assert instance.get_run("canceling").status is RunStatus.CANCELING  # type: ignore[union-attr]
+    instance.store_event(make_event(EventType.RUN_CANCELED, "canceling"))
+    assert instance.get_run("canceling").status is RunStatus.CANCELED  # type: ignore[union-attr]

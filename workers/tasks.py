@@ -15,10 +15,13 @@ import socket
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from celery import Celery
+from celery.exceptions import Reject
 
 from orchestrator.definitions.reconstruct import CodeLocation, JobPointer, load_job
 from orchestrator.distributed.attempts import AttemptRegistry
@@ -51,8 +54,9 @@ class WorkerRuntime:
     attempts: AttemptRegistry
     locations: list[CodeLocation]
     worker_id: str
-    _plans: dict[str, ExecutionPlan] = field(default_factory=dict)
-    _runs: dict[str, Any] = field(default_factory=dict)
+    _plans: OrderedDict[str, ExecutionPlan] = field(default_factory=OrderedDict)
+    _runs: OrderedDict[str, Any] = field(default_factory=OrderedDict)
+    _limiter: Any = None
 
     @classmethod
     def build(cls) -> WorkerRuntime:
@@ -75,26 +79,35 @@ class WorkerRuntime:
     @property
     def limiter(self) -> Any:
         """The cross-run limiter (built once per process)."""
-        if "limiter" not in self._runs:
+        if self._limiter is None:
             from orchestrator.concurrency.redis import RedisLimiter
 
-            self._runs["limiter"] = RedisLimiter(
+            self._limiter = RedisLimiter(
                 self.instance.client, self.keys, self.settings.lease_seconds
             )
-        return self._runs["limiter"]
+        return self._limiter
 
     def plan(self, run_id: str) -> ExecutionPlan:
         if run_id not in self._plans:
             text = self.instance.client.get(self.keys.run_plan(run_id))
             if not text:
                 raise LookupError(f"no stored plan for run {run_id}")
-            self._plans[run_id] = ExecutionPlan.from_json(str(text))
+            _remember(self._plans, run_id, ExecutionPlan.from_json(str(text)))
         return self._plans[run_id]
 
     def run_record(self, run_id: str) -> Any:
         if run_id not in self._runs:
-            self._runs[run_id] = self.instance.get_run(run_id)
+            _remember(self._runs, run_id, self.instance.get_run(run_id))
         return self._runs[run_id]
+
+
+CACHED_RUNS = 64  # plans and run records kept per worker process (most recent runs)
+
+
+def _remember(cache: OrderedDict[str, Any], key: str, value: Any) -> None:
+    cache[key] = value
+    while len(cache) > CACHED_RUNS:
+        cache.popitem(last=False)
 
 
 _runtime: WorkerRuntime | None = None
@@ -170,13 +183,41 @@ def _failure(run_id: str, step_key: str, attempt: int, cls_name: str, text: str)
     )
 
 
+class AttemptTakenAway(Exception):
+    """This worker's attempt was declared lost or canceled meanwhile: stop reporting."""
+
+
 def run_step_message(message: dict[str, Any]) -> str:
     """Run one step attempt described by ``message``; returns what happened (for logs).
 
     Round trips on the way: confirm the concurrency lease (limited steps only), claim the
     attempt and store STEP_START (one script), log lines as they come, and one script at the
     end storing the outputs and the final event.
+
+    Raises:
+        celery.exceptions.Reject: (requeue) Redis failed before the attempt was claimed; the
+            message goes back to the broker rather than being lost.
     """
+    try:
+        return _run_step_message(message)
+    except redis.RedisError as exc:
+        if _claimed.get(message["attempt_id"]):
+            raise  # claimed: its heartbeat lapses and the coordinator starts a new attempt
+        log.warning(
+            "Redis failed before attempt %s was claimed (%s); requeueing it",
+            message["attempt_id"],
+            exc,
+        )
+        time.sleep(1.0)  # do not spin on a server that is down
+        raise Reject(exc, requeue=True) from exc
+    finally:
+        _claimed.pop(message["attempt_id"], None)
+
+
+_claimed: dict[str, bool] = {}
+
+
+def _run_step_message(message: dict[str, Any]) -> str:
     rt = runtime()
     attempt_id: str = message["attempt_id"]
     run_id: str = message["run_id"]
@@ -224,13 +265,15 @@ def run_step_message(message: dict[str, Any]) -> str:
     if state != "claimed":
         log.info("ignoring delivery of attempt %s: it is %s", attempt_id, state)
         return f"ignored ({state})"
+    _claimed[attempt_id] = True
     held: list[Event] = []  # outputs travel with the final event: one round trip
 
     def report(event: Event) -> None:
         if event.event_type_value in _ENDS_ATTEMPT:
-            if rt.attempts.finish(attempt_id, token, event, held) is None:
-                log.warning("attempt %s was taken away; its result is dropped", attempt_id)
+            finished = rt.attempts.finish(attempt_id, token, event, held)
             held.clear()
+            if finished is None:  # no hooks, no more events: a newer attempt owns the step
+                raise AttemptTakenAway(attempt_id)
         elif event.event_type_value == EventType.STEP_OUTPUT.value:
             held.append(event)
         else:
@@ -252,6 +295,11 @@ def run_step_message(message: dict[str, Any]) -> str:
             instance=rt.instance,
         )
         return StepRunner(ctx).run(step_key, attempt, announce=False).status
+    except AttemptTakenAway:
+        log.warning("attempt %s was taken away; its result is dropped", attempt_id)
+        return "taken away"
+    except redis.RedisError:
+        raise
     except Exception as exc:  # the job or plan could not be loaded: fail the attempt, loudly
         info = ErrorInfo.from_exception(exc)
         report(

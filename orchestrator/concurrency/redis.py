@@ -600,6 +600,15 @@ class RedisArbiter(SlotArbiter):
         with self._lock:
             return list(self._waiting)
 
+    def forget_all(self) -> None:
+        """Drop every lease from this arbiter without touching Redis (another coordinator has
+        taken the run over, with its leases)."""
+        with self._lock:
+            self.tokens.clear()
+            self._waiting.clear()
+            self._unlimited.clear()
+            self._newly_granted = []
+
     def release_all(self) -> None:
         """Release every lease of this arbiter (held or waiting)."""
         with self._lock:

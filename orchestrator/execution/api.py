@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +115,7 @@ def run_prepared(
     *,
     input_values: Mapping[str, Any] | None = None,
     run_scoped_resources: bool = False,
+    still_owner: Callable[[], bool] | None = None,
 ) -> tuple[ExecutionLoop, ResourceScope | None]:
     """Drive a prepared run to its end on ``executor``."""
     record = prepared.record
@@ -137,7 +138,7 @@ def run_prepared(
         instance=instance,
         pointer=record.pointer,
     )
-    loop = drive_run(ctx, executor, instance)
+    loop = drive_run(ctx, executor, instance, still_owner=still_owner)
     return loop, scope
 
 
@@ -193,6 +194,28 @@ def _in_process_config(executor_config: Any) -> InProcessConfig:
     if isinstance(retries, RetriesConfig):
         return InProcessConfig(retries=retries)
     return InProcessConfig()
+
+
+def _caller_ownership(instance: Instance, run_id: str, executor: Executor) -> Any:
+    """On a shared (Redis) instance, the calling process owns the run it drives like a
+    coordinator does, so if it dies a coordinator adopts the run and finishes it. Not for the
+    in-process executor: its steps run in this thread, which cannot renew meanwhile."""
+    from orchestrator.storage.redis import RedisInstance
+
+    if not isinstance(instance, RedisInstance) or executor.in_process:
+        return None
+    import os
+    import socket
+
+    from orchestrator.distributed.ownership import RunOwnership
+    from orchestrator.settings import get_settings
+
+    owner = f"caller:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    ownership = RunOwnership(
+        instance.client, instance.keys, run_id, owner, get_settings().lease_seconds
+    )
+    ownership.claim()
+    return ownership
 
 
 def _result(
@@ -306,9 +329,19 @@ def execute_job(
     except Exception as exc:
         fail_run(instance, prepared.record.run_id, exc)
         raise
-    loop, scope = run_prepared(
-        prepared, executor, instance, run_scoped_resources=executor.in_process
-    )
+    ownership = _caller_ownership(instance, prepared.record.run_id, executor)
+    try:
+        loop, scope = run_prepared(
+            prepared,
+            executor,
+            instance,
+            run_scoped_resources=executor.in_process,
+            still_owner=ownership.renew if ownership else None,
+        )
+    finally:
+        if ownership is not None:
+            stored = instance.get_run(prepared.record.run_id)
+            ownership.release(finished=stored is None or stored.is_finished)
     reader = scope or ResourceScope(
         prepared.resource_defs, prepared.plan.resource_config, prepared.record.run_id
     )

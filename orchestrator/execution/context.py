@@ -43,6 +43,7 @@ class RunContext:
     loggers: list[logging.Logger] = field(default_factory=list)
     instance: Any = None
     pointer: Mapping[str, Any] | None = None  # the job pointer (JSON), for out-of-process steps
+    event_cursor: str | None = None  # resumed runs: read the run's stream after this event
 
     @property
     def partition_key(self) -> str | None:

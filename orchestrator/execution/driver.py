@@ -50,6 +50,7 @@ def drive_run(
     loop: ExecutionLoop | None = None,
     clock: Callable[[], float] = time.time,
     should_cancel: Callable[[], bool] | None = None,
+    still_owner: Callable[[], bool] | None = None,
     resume: bool = False,
     max_lost_attempts: int = 3,
 ) -> ExecutionLoop:
@@ -58,22 +59,16 @@ def drive_run(
     The run's status follows from the events stored: RUN_START, then RUN_SUCCESS,
     RUN_FAILURE or RUN_CANCELED. An error in the machinery itself (not in an op) fails the
     run with that error rather than leaving it hanging, and is re-raised.
+
+    Args:
+        still_owner: checked now and then (it also renews the caller's ownership of the run);
+            once it returns False another coordinator drives the run: this driver stops at
+            once, leaving the run and its steps as they are (``loop.abandoned`` is set).
     """
     store: Callable[[Event], object] = instance.store_event
-    arbiter = executor.make_arbiter(ctx)
-    if loop is None:
-        loop = ExecutionLoop(ctx.plan, ctx.run_id, arbiter, max_lost_attempts)
-    else:
-        loop.attach_arbiter(arbiter)
     if resume:
-        store(
-            make_event(
-                EventType.ENGINE_EVENT,
-                ctx.run_id,
-                "Resuming the run from its "
-                f"event log ({len(loop.in_flight_attempts())} steps in flight)",
-            )
-        )
+        note = "Resuming the run from its event log"
+        store(make_event(EventType.ENGINE_EVENT, ctx.run_id, note))
     else:
         store(
             make_event(
@@ -85,16 +80,29 @@ def drive_run(
     started = time.perf_counter()
     if should_cancel is None:
         should_cancel = _cancel_requested(instance, ctx.run_id, executor)
-    next_cancel_check = 0.0
+    next_check = 0.0
+    arbiter = None
     try:
+        arbiter = executor.make_arbiter(ctx)
+        if loop is None:
+            loop = ExecutionLoop(ctx.plan, ctx.run_id, arbiter, max_lost_attempts)
+        else:
+            loop.attach_arbiter(arbiter)
         executor.start(ctx)
         if resume:
             executor.adopt_in_flight(loop.in_flight_launches())
         while True:
-            if not loop.canceled and time.monotonic() >= next_cancel_check:
-                next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
-                if should_cancel():
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + CANCEL_CHECK_SECONDS
+                if still_owner is not None and not still_owner():
+                    loop.abandoned = True
+                    executor.detach()
+                    return loop
+                if not loop.canceled and should_cancel():
                     loop.cancel()
+            for step_key, attempt_id, reason in executor.lost_attempts():
+                if attempt_id in loop.in_flight_attempts():
+                    store(loop.attempt_lost(step_key, attempt_id, reason, clock()))
             tick = loop.tick(clock())
             if tick.terminate:
                 executor.terminate(tick.terminate)
@@ -107,21 +115,22 @@ def drive_run(
             if tick.done:
                 break
             timeout = None if tick.wake_at is None else max(0.0, tick.wake_at - clock())
-            if not executor.watches_run_stream and not loop.canceled:
+            if still_owner is not None or (not executor.watches_run_stream and not loop.canceled):
                 timeout = min(timeout or CANCEL_CHECK_SECONDS, CANCEL_CHECK_SECONDS)
             for event in executor.wait(timeout):
                 if not executor.stores_events:
                     store(event)
                 loop.handle(event)
-            for step_key, attempt_id, reason in executor.lost_attempts():
-                if attempt_id in loop.in_flight_attempts():
-                    store(loop.attempt_lost(step_key, attempt_id, reason, clock()))
+        for event in executor.finish():  # e.g. hook events of steps whose process is ending
+            if not executor.stores_events:
+                store(event)
     except BaseException as exc:
         fail_run(instance, ctx.run_id, exc)
         raise
     finally:
         executor.close()
-        arbiter.close()
+        if arbiter is not None:
+            arbiter.close()
     duration = round((time.perf_counter() - started) * 1000, 3)
     if loop.canceled:
         store(make_event(EventType.RUN_CANCELED, ctx.run_id, "Run canceled", duration_ms=duration))

@@ -115,10 +115,10 @@ class ExecutionLoop:
         self.retry_at: dict[str, float] = {}  # RETRY_WAIT steps -> when they are READY
         self.produced: dict[str, set[str]] = {k: set() for k in plan.step_keys}
         self.canceled = False  # cancel requested: launch nothing more
+        self.abandoned = False  # another coordinator took the run over (see drive_run)
         self._terminate_sent = False
         self._order = {k: i for i, k in enumerate(plan.step_keys)}
         self._by_attempt: dict[str, str] = {}  # attempt id -> step key
-        self._stream_grants: list[str] = []  # grants read from the run's stream, not yet used
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -183,10 +183,7 @@ class ExecutionLoop:
         attempt = event.data.get("attempt")
         if etype == EventType.ENGINE_EVENT.value:
             if kind == SLOT_GRANTED:
-                attempt_id = event.data.get("attempt_id")
-                if not replay and attempt == self.attempt[key] and attempt_id:
-                    self._stream_grants.append(str(attempt_id))
-                return
+                return  # grants reach the loop through its arbiter (the executor notes them)
             if not replay:
                 return
             if kind in (LAUNCHED, WAITING_FOR_SLOT) and attempt is not None:
@@ -298,8 +295,7 @@ class ExecutionLoop:
         )
         for key in ready:
             self._ask_for_slots(key, now, out)
-        grants, self._stream_grants = self.arbiter.granted() + self._stream_grants, []
-        for attempt_id in grants:
+        for attempt_id in self.arbiter.granted():
             granted_key = self._by_attempt.get(attempt_id)
             if (
                 granted_key is not None

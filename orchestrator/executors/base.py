@@ -106,6 +106,14 @@ class Executor(ABC):
         self._orphans = []
         return lost
 
+    def finish(self) -> list[Event]:
+        """The run's steps are all done: wait (bounded) for their processes to end and return
+        their last events (hooks and teardown run after a step's final event)."""
+        return []
+
+    def detach(self) -> None:  # noqa: B027 - optional hook
+        """Another coordinator now drives the run: stop watching its steps, leave them be."""
+
     @abstractmethod
     def terminate(self, attempt_ids: list[str]) -> None:
         """Stop attempts in flight (cancellation)."""

@@ -121,8 +121,11 @@ class CeleryExecutor(Executor):
         client.set(self.instance.keys.run_plan(ctx.run_id), ctx.plan.to_json(), ex=PLAN_TTL_SECONDS)
         if input_values:
             self.instance.update_run(ctx.run_id, extra={"input_values": input_values})
-        last = client.xrevrange(self.instance.keys.run_events(ctx.run_id), count=1)
-        self._cursor = str(last[0][0]) if last else None
+        if ctx.event_cursor is not None:
+            self._cursor = ctx.event_cursor  # a resumed run: from where its log was read
+        else:
+            last = client.xrevrange(self.instance.keys.run_events(ctx.run_id), count=1)
+            self._cursor = str(last[0][0]) if last else None
         self._app = _celery_app(self.settings, self.config)
         self._broker_url = self._app.conf.broker_url
 
@@ -217,6 +220,11 @@ class CeleryExecutor(Executor):
                 del self._inflight[attempt_id]
                 self._lost.append((step_key, attempt_id, reason))
 
+    def detach(self) -> None:
+        """Another coordinator drives the run now: leave its steps to it."""
+        self._inflight.clear()
+        self.redis_arbiter.forget_all()
+
     def adopt_in_flight(self, launches: list[Launch]) -> None:
         now = time.time()
         for launch in launches:
@@ -229,9 +237,11 @@ class CeleryExecutor(Executor):
     def terminate(self, attempt_ids: list[str]) -> None:
         assert self._ctx is not None
         for attempt_id in attempt_ids:
-            self.attempts.settle(attempt_id, "canceled")
+            canceled = self.attempts.settle(attempt_id, "canceled")
             self._app.control.revoke(attempt_id, terminate=True, signal="SIGTERM")
             step_key, attempt = attempt_id.rsplit(":", 2)[1:]
+            if not canceled:
+                continue  # it had just finished: its own final event is on the stream
             self._inflight.pop(attempt_id, None)
             self.instance.store_event(
                 make_event(

@@ -37,6 +37,8 @@ from orchestrator.executors.base import Executor
 from orchestrator.executors.config import MultiprocessConfig
 from orchestrator.storage.io_managers import InMemoryIOManager
 
+TERMINATE_GRACE = 5.0  # seconds a step process gets between SIGTERM (or EOF) and SIGKILL
+FINISH_GRACE = 30.0  # seconds finished steps get for their hooks and teardown at run end
 _ENDS_ATTEMPT = {e.value for e in STEP_TERMINAL} | {EventType.STEP_UP_FOR_RETRY.value}
 _CHILD_MODULE = "orchestrator.executors.mp_child"
 
@@ -61,10 +63,10 @@ class _Child:
         self.reused = reused
         self.launch: Launch | None = None  # the attempt it is running, if any
         self.ended = False  # a terminal event for that attempt was received
-        self.terminated = False  # we asked it to stop (cancel)
+        self.terminated: float | None = None  # when we asked it to stop (cancel)
 
     def assign(self, launch: Launch) -> None:
-        self.launch, self.ended, self.terminated = launch, False, False
+        self.launch, self.ended, self.terminated = launch, False, None
 
 
 class MultiprocessExecutor(Executor):
@@ -129,7 +131,7 @@ class MultiprocessExecutor(Executor):
                 target=run_step_in_child,
                 args=(payload, writer),
                 name=f"step:{launch.step_key}#{launch.attempt}",
-                daemon=True,
+                daemon=False,
             )
             process.start()
             writer.close()  # the child holds the only write end: EOF means it is gone
@@ -142,7 +144,7 @@ class MultiprocessExecutor(Executor):
             else:  # the arbiter caps attempts at max_concurrent: room for one more
                 ours, theirs = self._mp.Pipe(duplex=True)
                 process = self._mp.Process(
-                    target=serve_steps, args=(theirs,), name="step-process", daemon=True
+                    target=serve_steps, args=(theirs,), name="step-process", daemon=False
                 )
                 process.start()
                 theirs.close()
@@ -152,12 +154,15 @@ class MultiprocessExecutor(Executor):
         child.assign(launch)
 
     def wait(self, timeout: float | None) -> list[Event]:
+        self._escalate()
         if not any(c.launch is not None for c in self._children):
             if timeout is None:
                 raise LoopStalledError("multiprocess executor: waiting with no step running")
             time.sleep(timeout)  # nothing running until a retry delay has passed
             return []
         by_conn = {c.conn: c for c in self._children}
+        if any(c.terminated is not None for c in self._children):
+            timeout = min(timeout or TERMINATE_GRACE, TERMINATE_GRACE)
         ready = wait(list(by_conn), timeout)
         events: list[Event] = []
         for conn in ready:
@@ -184,7 +189,10 @@ class MultiprocessExecutor(Executor):
 
     def _reap(self, child: _Child) -> list[Event]:
         """The child's pipe closed: collect its exit and report it if it died mid-step."""
-        child.process.join()
+        child.process.join(timeout=TERMINATE_GRACE)
+        if child.process.is_alive():  # pipe closed but still running (a leftover thread)
+            child.process.kill()
+            child.process.join(timeout=TERMINATE_GRACE)
         child.conn.close()
         self._children.remove(child)
         launch = child.launch
@@ -216,8 +224,32 @@ class MultiprocessExecutor(Executor):
         ids = set(attempt_ids)
         for child in self._children:
             if child.launch is not None and child.launch.attempt_id in ids:
-                child.terminated = True
+                child.terminated = time.monotonic()
                 child.process.terminate()
+
+    def _escalate(self) -> None:
+        """A step process that ignores SIGTERM is killed after a grace period."""
+        now = time.monotonic()
+        for child in self._children:
+            if (
+                child.terminated is not None
+                and now - child.terminated > TERMINATE_GRACE
+                and child.process.is_alive()
+            ):
+                child.process.kill()
+
+    def finish(self) -> list[Event]:
+        """Collect the last events (hooks, teardown) of children still ending their step."""
+        events: list[Event] = []
+        deadline = time.monotonic() + FINISH_GRACE
+        while time.monotonic() < deadline:
+            ending = [c for c in self._children if (c.launch is not None or not c.reused)]
+            if not ending:
+                break
+            by_conn = {c.conn: c for c in ending}
+            for conn in wait(list(by_conn), deadline - time.monotonic()):
+                events.extend(self._drain(by_conn[conn]))  # type: ignore[index]
+        return events
 
     def close(self) -> None:
         for child in self._children:

@@ -198,6 +198,17 @@ def normalized_record(record: RunRecord, now: float) -> RunRecord:
     )
 
 
+_NOT_AFTER_CANCELING = frozenset({RunStatus.QUEUED, RunStatus.STARTING, RunStatus.STARTED})
+
+
+def status_change_allowed(current: RunStatus, new: RunStatus) -> bool:
+    """Runs move forward only: a finished run keeps its status, and a run being cancelled
+    does not go back to queued or started (a coordinator starting it late, say)."""
+    if current in TERMINAL_STATUSES:
+        return new == current
+    return not (current is RunStatus.CANCELING and new in _NOT_AFTER_CANCELING)
+
+
 def updated_record(
     record: RunRecord,
     *,
@@ -220,6 +231,8 @@ def updated_record(
         The new record.
     """
     changes: dict[str, Any] = {"updated_at": now}
+    if status is not None and not status_change_allowed(record.status, RunStatus(status)):
+        status = None  # a late event must not move a run back (or out of its end)
     if status is not None:
         status = RunStatus(status)
         changes["status"] = status

@@ -10,7 +10,7 @@
 -- ARGV[10]  lease time in milliseconds
 -- ARGV[11]  the step's buckets, a JSON list (e.g. ["database", "database=redshift"])
 -- Returns {1, token} when the lease holds its slots (now, or already: idempotent, same
--- token), else {0}: the lease waits in every bucket's queue (a repeated call keeps its
+-- token; a coordinator asking again takes over renewal from another coordinator), else {0}: the lease waits in every bucket's queue (a repeated call keeps its
 -- original rank and refreshes its expiry and worker). Expired leases are purged first and
 -- the waiters they let in are granted (with slot_granted events).
 local id, run_id, step_key, attempt = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
@@ -21,6 +21,12 @@ local lk = lease_key(id)
 local state = redis.call('HGET', lk, 'state')
 
 if state == 'held' then
+  -- A resumed run asks again for a lease its dead coordinator held: the asker takes over its
+  -- renewal (a lease a worker renews stays the worker's).
+  local renewer = redis.call('HGET', lk, 'worker') or ''
+  if string.sub(renewer, 1, 12) == 'coordinator:' then
+    redis.call('HSET', lk, 'worker', worker)
+  end
   admit(affected, id)
   return {1, tonumber(redis.call('HGET', lk, 'token'))}
 end
