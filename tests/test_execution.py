@@ -721,3 +721,22 @@ def test_execute_in_process_retries_by_default(job_def: Any) -> None:
         "STEP_START",
         "STEP_FAILURE",
     ]
+
+
+def test_the_console_logger_prints_when_nothing_configured_logging() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "from orchestrator import op, job\n"
+        "@op\n"
+        "def speak(context):\n"
+        "    context.log.info('hello from the op')\n"
+        "@job\n"
+        "def talk():\n"
+        "    speak()\n"
+        "talk.execute_in_process()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "hello from the op" in out.stderr

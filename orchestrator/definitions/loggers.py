@@ -57,6 +57,10 @@ def _console(init_context: InitLoggerContext) -> logging.Logger:
     cfg = init_context.logger_config or {}
     log = logging.getLogger(cfg.get("name", "orchestrator"))
     log.setLevel(cfg.get("log_level", "INFO").upper())
+    if not log.hasHandlers():  # nothing configured logging: print, as Dagster's console does
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s - %(message)s"))
+        log.addHandler(handler)
     return log
 
 
