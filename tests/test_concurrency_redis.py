@@ -23,9 +23,9 @@ from orchestrator.concurrency.redis import (
     RENEWED,
     SLOT_GRANTED,
     LimitState,
-    RedisArbiter,
     RedisLimiter,
 )
+from orchestrator.concurrency.redis_arbiter import RedisArbiter
 from orchestrator.errors import InvalidInputError
 from orchestrator.execution.events import Event, EventType
 from orchestrator.redis_keys import RedisKeys

@@ -80,7 +80,8 @@ class CeleryExecutor(Executor):
     def _connect(self, ctx: RunContext) -> None:
         if self._ctx is not None:
             return
-        from orchestrator.concurrency.redis import RedisArbiter, RedisLimiter
+        from orchestrator.concurrency.redis import RedisLimiter
+        from orchestrator.concurrency.redis_arbiter import RedisArbiter
         from orchestrator.distributed.attempts import AttemptRegistry
         from orchestrator.distributed.workers import WorkerRegistry
         from orchestrator.storage.redis import RedisInstance
