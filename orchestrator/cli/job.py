@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from typing import Any
 
@@ -22,7 +21,7 @@ from orchestrator.cli.common import (
     require_location,
     run_options,
 )
-from orchestrator.cli.progress import RunProgress, print_run_end
+from orchestrator.cli.progress import RunProgress, print_run_end, quiet_last_resort_logging
 from orchestrator.definitions.reconstruct import ReconstructableJob
 from orchestrator.execution.api import execute_job
 from orchestrator.loading import find_job, jobs_in_module, load_location
@@ -83,7 +82,7 @@ def execute_command(
           --tags '{"team": "data"}'
     """
     require_location(file, module)
-    _quiet_last_resort_logging()
+    quiet_last_resort_logging()
     out, err = make_console(), make_console(stderr=True)
     with bad_input_exits(), get_instance() as instance:
         job_def, pointer = find_job(file, module, job_name)
@@ -106,14 +105,6 @@ def execute_command(
                 raise RunFailed(f"run {run_id} failed: {type(exc).__name__}: {exc}") from exc
         if not print_run_end(out, err, instance, run_id):
             raise click.exceptions.Exit(EXIT_RUN_FAILED)
-
-
-def _quiet_last_resort_logging() -> None:
-    """Op log messages are printed from the run's LOG_MESSAGE events; keep Python's last-resort
-    handler from printing warnings a second time when nothing configured logging."""
-    log = logging.getLogger("orchestrator")
-    if not log.hasHandlers():
-        log.addHandler(logging.NullHandler())
 
 
 @job.command("launch", short_help="Queue a run for the coordinators; print its id.")
