@@ -57,6 +57,7 @@ from orchestrator.errors import (
     RetryRequested,
     RunFailedError,
     SelectionError,
+    StepError,
     UserCodeError,
 )
 from orchestrator.execution.api import execute_job
@@ -154,6 +155,7 @@ __all__ = [
     "RunsFilter",
     "SelectionError",
     "StaticPartitionsDefinition",
+    "StepError",
     "TagConcurrencyLimit",
     "UserCodeError",
     "build_init_resource_context",

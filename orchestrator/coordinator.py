@@ -6,9 +6,11 @@ run queue (a Redis sorted set ranked by run priority, then arrival). A coordinat
 each in a thread of its own (a run waiting on its event stream costs one idle thread), up to
 ``max_concurrent_runs`` at once. It never takes step slots itself.
 
-Each driven run has an owner key renewed by its coordinator. A coordinator that starts, and
-every coordinator now and then, adopts runs in the active set whose owner key lapsed: it
-rebuilds their loop from the stored event log and goes on where the dead one stopped.
+Each driven run has an owner record renewed by the coordinator's lease keeper. A coordinator
+that starts, and every coordinator now and then, adopts runs in the active set whose owner
+lapsed (a dead coordinator, or a ``job execute`` process that was killed): it rebuilds their
+loop from the stored event log and goes on where the dead one stopped. Coordinators register
+themselves with a heartbeat, so ``run show`` can say whether anyone will adopt a run.
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.concurrency.limits import UnlimitedArbiter
 from orchestrator.definitions.reconstruct import CodeLocation, JobPointer, ReconstructableJob
-from orchestrator.distributed.ownership import RunOwnership, claim_next_run
-from orchestrator.errors import InvalidInputError
+from orchestrator.distributed.ownership import RunOwnership, claim_next_runs, owner_info
+from orchestrator.distributed.services import renewal_interval
+from orchestrator.distributed.workers import ProcessRegistry
+from orchestrator.errors import InvalidInputError, OrchestratorError
 from orchestrator.execution.api import build_loggers, prepare_run
 from orchestrator.execution.context import RunContext
 from orchestrator.execution.driver import drive_run, fail_run
@@ -35,6 +41,8 @@ from orchestrator.storage.base import RunStatus
 from orchestrator.storage.redis import RedisInstance
 
 log = logging.getLogger("orchestrator.coordinator")
+
+CLAIM_BATCH = 100  # runs taken off the queue in one call
 
 
 def _rank(priority: int, seq: int) -> float:
@@ -119,6 +127,50 @@ def cancel_run(instance: RedisInstance, run_id: str) -> str:
     return RunStatus.CANCELING.value
 
 
+@dataclass(frozen=True)
+class DriverState:
+    """Who drives a run that has not ended, as ``run show`` tells it.
+
+    Attributes:
+        owner: the process holding the run (a coordinator or a ``job execute``), or None.
+        lapsed_at: when its lease lapsed (seconds since the epoch), or None while it renews.
+        coordinators: live coordinators (ids), which adopt runs whose driver is gone.
+    """
+
+    owner: str | None
+    lapsed_at: float | None
+    coordinators: tuple[str, ...]
+
+    def describe(self, now: float) -> str:
+        if self.owner is not None and self.lapsed_at is None:
+            return f"driven by {self.owner}"
+        if self.coordinators:
+            then = f"coordinator {self.coordinators[0]} will adopt it"
+        else:
+            then = (
+                "no coordinator is running to adopt it: start one with "
+                "`orchestrator coordinator start -f/-m ...`"
+            )
+        if self.owner is None:
+            return f"no process drives it; {then}"
+        ago = max(0.0, now - (self.lapsed_at or now))
+        return (
+            f"its driver {self.owner} stopped renewing its lease, which lapsed "
+            f"{ago:.0f}s ago; {then}"
+        )
+
+
+def driver_state(instance: RedisInstance, run_id: str) -> DriverState:
+    """Who drives ``run_id`` now (see :class:`DriverState`)."""
+    info = owner_info(instance.client, instance.keys, run_id)
+    live = ProcessRegistry(
+        instance.client, instance.keys, get_settings().lease_seconds, "coordinator"
+    ).live()
+    if info is None:
+        return DriverState(None, None, tuple(sorted(live)))
+    return DriverState(info.owner, info.expires if info.lapsed else None, tuple(sorted(live)))
+
+
 class Coordinator:
     """Drives launched runs (see module docstring).
 
@@ -142,8 +194,10 @@ class Coordinator:
         self.max_runs = max_concurrent_runs or self.settings.max_concurrent_runs
         self.id = f"coordinator-{uuid.uuid4().hex[:10]}"
         self.stop_event = threading.Event()
+        self.registry = ProcessRegistry(
+            instance.client, instance.keys, self.settings.lease_seconds, "coordinator"
+        )
         self._threads: dict[str, threading.Thread] = {}
-        self._owned: dict[str, RunOwnership] = {}
         self._lock = threading.Lock()
 
     # -- ownership ------------------------------------------------------------------------
@@ -153,23 +207,23 @@ class Coordinator:
             self.instance.client, self.instance.keys, run_id, self.id, self.settings.lease_seconds
         )
 
-    def _renew_owned(self) -> None:
-        """Renew every owned run from the serving thread too (a driver blocked in a long
-        in-process step cannot renew its own)."""
-        with self._lock:
-            owned = list(self._owned.values())
-        for ownership in owned:
-            ownership.renew()
-
     def adopt_orphans(self) -> list[str]:
-        """Claim active runs whose owner lapsed (their coordinator died) and resume them."""
+        """Claim active runs whose owner lapsed (their coordinator or ``job execute`` process
+        died) and resume them."""
+        client, keys = self.instance.client, self.instance.keys
+        candidates = [str(r) for r in client.smembers(keys.active_runs) if r not in self._threads]
+        if not candidates:
+            return []
+        pipe = client.pipeline(transaction=False)
+        for run_id in candidates:
+            pipe.hget(keys.run_owner(run_id), "expires")
+        pipe.time()
+        *expiries, (sec, usec) = pipe.execute()
+        now_ms = sec * 1000 + usec // 1000
         adopted = []
-        for run_id in self.instance.client.smembers(self.instance.keys.active_runs):
-            run_id = str(run_id)
-            if run_id in self._threads or self.instance.client.exists(
-                self.instance.keys.run_owner(run_id)
-            ):
-                continue
+        for run_id, expires in zip(candidates, expiries, strict=True):
+            if expires is not None and int(expires) > now_ms:
+                continue  # its owner is alive
             if self._free_slots() <= 0:
                 break
             ownership = self._ownership(run_id)
@@ -185,7 +239,6 @@ class Coordinator:
             for run_id, thread in list(self._threads.items()):
                 if not thread.is_alive():
                     del self._threads[run_id]
-                    self._owned.pop(run_id, None)
             return self.max_runs - len(self._threads)
 
     def _start(self, ownership: RunOwnership) -> None:
@@ -195,39 +248,50 @@ class Coordinator:
         )
         with self._lock:
             self._threads[run_id] = thread
-            self._owned[run_id] = ownership
         thread.start()
 
     def claim_queued(self) -> list[str]:
-        """Take launched runs off the run queue while there is room (each atomically popped
-        and owned, see ``claim_run.lua``)."""
-        claimed = []
-        while self._free_slots() > 0:
-            run_id = claim_next_run(
-                self.instance.client, self.instance.keys, self.id, self.settings.lease_seconds
-            )
-            if run_id is None:
-                break
-            claimed.append(run_id)
+        """Take launched runs off the run queue while there is room (atomically popped and
+        owned, see ``claim_run.lua``)."""
+        free = self._free_slots()
+        if free <= 0:
+            return []
+        claimed = claim_next_runs(
+            self.instance.client,
+            self.instance.keys,
+            self.id,
+            self.settings.lease_seconds,
+            min(free, CLAIM_BATCH),
+        )
+        for run_id in claimed:
             self._start(self._ownership(run_id))
         return claimed
 
     def serve(self) -> None:
-        """Take runs off the queue and drive them until :meth:`stop`."""
+        """Take runs off the queue and drive them until :meth:`stop`.
+
+        Rides out Redis outages: every call waits until the server answers again (see
+        ``orchestrator.redis_client``), and the runs being driven carry on from there.
+        """
         client = self.instance.client
         keys = self.instance.keys
-        block = max(0.05, min(self.settings.heartbeat_interval, self.settings.lease_seconds / 3))
+        block = renewal_interval(self.settings)
+        self.registry.register(self.id, {"locations": [str(loc) for loc in self.locations]})
         next_maintenance = 0.0
-        while not self.stop_event.is_set():
-            if time.monotonic() >= next_maintenance:
-                next_maintenance = time.monotonic() + block
-                self._renew_owned()
-                self.adopt_orphans()
-            self.claim_queued()
-            if self._free_slots() <= 0:
-                self.stop_event.wait(block)
-                continue
-            client.blpop([keys.run_wakeup], timeout=block)  # a launch wakes us at once
+        try:
+            while not self.stop_event.is_set():
+                if time.monotonic() >= next_maintenance:
+                    next_maintenance = time.monotonic() + block
+                    self.registry.beat(self.id)
+                    self.adopt_orphans()
+                if self.claim_queued():
+                    continue  # more may be queued
+                if self._free_slots() <= 0:
+                    self.stop_event.wait(block)
+                    continue
+                client.blpop([keys.run_wakeup], timeout=block)  # a launch wakes us at once
+        finally:
+            self.registry.deregister(self.id)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -237,6 +301,13 @@ class Coordinator:
             threads = list(self._threads.values())
         for thread in threads:
             thread.join(timeout)
+
+    @property
+    def driving(self) -> list[str]:
+        """Ids of the runs this coordinator is driving now."""
+        self._free_slots()
+        with self._lock:
+            return list(self._threads)
 
     # -- driving one run ------------------------------------------------------------------
 
@@ -256,7 +327,17 @@ class Coordinator:
         instance = self.instance
         run_id = ownership.run_id
         record = instance.get_run(run_id)
-        if record is None or record.is_finished or not record.pointer:
+        if record is None or record.is_finished:
+            return None
+        if not record.pointer:
+            fail_run(
+                instance,
+                run_id,
+                OrchestratorError(
+                    "the process driving this run stopped, and the run cannot be resumed "
+                    "elsewhere: it has no job pointer (it was run with execute_in_process)"
+                ),
+            )
             return None
         pointer = JobPointer.from_dict(record.pointer)
         if self.locations and pointer.location not in self.locations:
@@ -309,9 +390,8 @@ class Coordinator:
         )
         loop = None
         if started:
-            arbiter = executor.make_arbiter(ctx)
             loop = ExecutionLoop.from_events(
-                plan, run_id, arbiter, events, self.settings.max_lost_attempts
+                plan, run_id, UnlimitedArbiter(), events, self.settings.max_lost_attempts
             )
         else:
             instance.store_event(
@@ -325,6 +405,6 @@ class Coordinator:
             instance,
             loop=loop,
             resume=started,
-            still_owner=ownership.renew,
+            ownership=ownership,
             max_lost_attempts=self.settings.max_lost_attempts,
         )

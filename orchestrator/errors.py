@@ -81,6 +81,12 @@ class UserCodeError(OrchestratorError):
         self.user_exception = user_exception
 
 
+class StepError(OrchestratorError):
+    """A step broke a rule the framework checks: an input or output failed its type check, a
+    required output was not produced, an op returned or yielded something it did not declare,
+    an input value did not reach the step's process."""
+
+
 class RunFailedError(OrchestratorError):
     """Raised by execute functions with ``raise_on_error=True`` when the run failed for a reason
     other than an op's own exception (which is re-raised as is)."""

@@ -11,14 +11,19 @@ Schema:
     <p>:runs:seq                  hash    run_id -> creation sequence (ties in created_at)
     <p>:seq                       string  counter behind runs:seq
     <p>:run:<run_id>:plan         string  the run's ExecutionPlan JSON (read by workers)
-    <p>:run:<run_id>:owner        string  coordinator id owning the run (expires unless renewed)
+    <p>:run:<run_id>:owner        hash    who drives the run: owner, since, expires (ms, Redis
+                                          TIME); lapsed when expires has passed
     <p>:runqueue                  zset    launched runs waiting for a coordinator (score: rank)
     <p>:runqueue:wakeup           list    one entry per launch; coordinators block on it
     <p>:runs:active               set     runs a coordinator is driving (resumed if orphaned)
-    <p>:attempt:<attempt_id>      hash    step attempt: state, worker, token, run_id, step_key...
+    <p>:attempt:<attempt_id>      hash    step attempt: state, worker, token, started_at, final,
+                                          reserved_by (the worker that took its message)
     <p>:attempt:<attempt_id>:hb   string  the attempt's heartbeat (expires unless renewed)
     <p>:workers                   hash    worker id -> JSON {hostname, pid, queues, locations}
     <p>:worker:<worker_id>        string  the worker's heartbeat (expires unless renewed)
+    <p>:coordinators              hash    coordinator id -> JSON {hostname, pid, locations}
+    <p>:coordinator:<id>          string  the coordinator's heartbeat (expires unless renewed)
+    <p>:wake:<id>                 stream  wakes one process's event pump (see distributed/pump.py)
 
 Cross-run concurrency limits (``orchestrator.concurrency.redis``). Every key shares the hash tag
 ``{limits}`` so the limiter's Lua scripts, which build bucket and lease keys at run time from
@@ -97,10 +102,20 @@ class RedisKeys:
 
     @property
     def workers(self) -> str:
-        return f"{self.prefix}:workers"
+        return self.registry("worker")
 
     def worker(self, worker_id: str) -> str:
-        return f"{self.prefix}:worker:{worker_id}"
+        return self.registry_beat("worker", worker_id)
+
+    def registry(self, kind: str) -> str:
+        """Registry of live processes of ``kind`` (``worker``, ``coordinator``)."""
+        return f"{self.prefix}:{kind}s"
+
+    def registry_beat(self, kind: str, member: str) -> str:
+        return f"{self.prefix}:{kind}:{member}"
+
+    def pump_wake(self, pump_id: str) -> str:
+        return f"{self.prefix}:wake:{pump_id}"
 
     # -- cross-run concurrency limits (orchestrator.concurrency.redis) ----------------------
 

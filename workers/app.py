@@ -39,9 +39,12 @@ def create_app(
 ) -> Celery:
     """A Celery app for orchestrator steps.
 
-    Late acknowledgement, rejection on worker loss and prefetch 1, so a message is only gone
-    once its step has ended; priorities honoured on RabbitMQ (``x-max-priority`` on every
-    queue Celery declares) and on Redis (one sub-queue per priority level).
+    Late acknowledgement, rejection on worker loss and prefetch 1 (on a Redis broker, no
+    prefetch at all), so a message is only gone once its step has ended; priorities honoured
+    on RabbitMQ (``x-max-priority`` on every queue Celery declares) and on Redis (one sub-queue
+    per priority level). A worker that loses its broker connection reconnects for as long as
+    it takes and lets its running steps finish (their results are recorded through Redis; the
+    attempt claim makes a redelivered copy harmless).
 
     Args:
         settings: deployment settings (default: from the environment).
@@ -80,8 +83,10 @@ def create_app(
             "global_keyprefix": f"{settings.key_prefix}:celery:",
         },
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
         worker_hijack_root_logger=False,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        worker_disable_prefetch=is_redis_broker(broker_url),
     )
     if config_source:
         app.conf.update(dict(config_source))

@@ -25,6 +25,7 @@ from celery.exceptions import Reject
 
 from orchestrator.definitions.reconstruct import CodeLocation, JobPointer, load_job
 from orchestrator.distributed.attempts import AttemptRegistry
+from orchestrator.errors import OrchestratorError
 from orchestrator.execution.context import RunContext
 from orchestrator.execution.events import STEP_TERMINAL, ErrorInfo, Event, EventType, make_event
 from orchestrator.execution.step_runner import StepRunner, start_event
@@ -183,7 +184,7 @@ def _failure(run_id: str, step_key: str, attempt: int, cls_name: str, text: str)
     )
 
 
-class AttemptTakenAway(Exception):
+class AttemptTakenAway(OrchestratorError):
     """This worker's attempt was declared lost or canceled meanwhile: stop reporting."""
 
 

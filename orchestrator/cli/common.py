@@ -24,6 +24,7 @@ from orchestrator.errors import (
     InvalidInputError,
     ReconstructionError,
 )
+from orchestrator.redis_client import redact_url
 from orchestrator.storage.base import Instance
 
 EXIT_SUCCESS = 0
@@ -62,13 +63,26 @@ def bad_input_exits() -> Iterator[None]:
         raise BadInput(str(exc)) from exc
 
 
-def get_instance() -> Instance:
+# How long a one-shot command keeps retrying when Redis stops answering mid-command.
+ONE_SHOT_PATIENCE_SECONDS = 30.0
+PING_SECONDS = 5.0  # how long a command waits for a server to answer at start-up
+
+
+def get_instance(
+    patience: float | None = ONE_SHOT_PATIENCE_SECONDS, wait_for_server: float = 0.0
+) -> Instance:
     """The shared, persistent instance commands store runs in (``Instance.from_settings()``).
 
     ``ORCHESTRATOR_REDIS_URL`` when set; otherwise the embedded Valkey server under
     ``ORCHESTRATOR_HOME``, started on first use and reused by later commands, so ``run list``
-    in a new process sees the runs of earlier ones. The server is pinged (with a short timeout)
-    before the instance is handed out, so an unreachable one is reported here, once.
+    in a new process sees the runs of earlier ones. The server is pinged once (with a short
+    timeout) before the instance is handed out, so an unreachable one is reported here, once.
+
+    Args:
+        patience: once connected, how long a command rides out an outage before it gives up
+            (None: as long as it takes, for long-lived commands).
+        wait_for_server: how long to keep trying when the server does not answer at start
+            (0: exit at once), for commands whose effect must not be lost (``run cancel``).
 
     Raises:
         BadInput: the configured server does not answer, its URL is malformed, or the embedded
@@ -76,53 +90,70 @@ def get_instance() -> Instance:
     """
     from orchestrator.embedded import EmbeddedServerError, resolve_redis_url
     from orchestrator.settings import get_settings
+    from orchestrator.storage.redis import RedisInstance
 
     settings = get_settings()
     try:
         url = resolve_redis_url(settings)
     except EmbeddedServerError as exc:
         raise BadInput(f"cannot start the embedded server: {exc}") from exc
-    ping_server(url, "ORCHESTRATOR_REDIS_URL" if settings.redis_url else "embedded server")
-    return Instance.from_url(url, settings.key_prefix)
+    ping_server(url, redis_url_source(settings), wait_for_server)
+    return RedisInstance.from_url(url, settings.key_prefix, patience=patience)
 
 
-# How long a command waits for the server to accept a connection and answer PING.
-PING_TIMEOUT_SECONDS = 5.0
+def ping_broker(url: str) -> None:
+    """Check that the Celery broker at ``url`` accepts a connection (a Redis URL is pinged),
+    or raise :class:`BadInput` naming it (password masked)."""
+    from workers.app import is_redis_broker
+
+    if is_redis_broker(url):
+        ping_server(url, "ORCHESTRATOR_BROKER_URL")
+        return
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=PING_SECONDS) as conn:
+            conn.ensure_connection(max_retries=1, timeout=PING_SECONDS)
+    except Exception as exc:
+        raise BadInput(
+            f"cannot reach the broker at {redact_url(url)} (ORCHESTRATOR_BROKER_URL): {exc}"
+        ) from exc
 
 
-def ping_server(url: str, source: str) -> None:
+def redis_url_source(settings: Any) -> str:
+    """Where the Redis URL came from, for messages."""
+    return "ORCHESTRATOR_REDIS_URL" if settings.redis_url else "embedded server"
+
+
+def ping_server(url: str, source: str, wait: float = 0.0) -> None:
     """Check that the Redis server at ``url`` answers, or raise :class:`BadInput` naming the URL
-    (password masked) and where it came from (``source``)."""
+    (password masked) and where it came from (``source``). With ``wait``, keep trying that many
+    seconds first (saying so once on stderr)."""
+    import time
+
     import redis
 
+    from orchestrator.redis_client import ping_once
+
     shown = redact_url(url)
-    try:
-        client = redis.Redis.from_url(
-            url, socket_connect_timeout=PING_TIMEOUT_SECONDS, socket_timeout=PING_TIMEOUT_SECONDS
-        )
-    except ValueError as exc:  # malformed URL (scheme, port, ...)
-        raise BadInput(f"{source} is not a valid Redis URL: {shown} ({exc})") from exc
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        raise BadInput(f"cannot reach Redis at {shown} ({source}): {exc}") from exc
-    finally:
-        client.close()
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (safe to print)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url
-    if not password:
-        return url
-    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            ping_once(url)
+            return
+        except ValueError as exc:  # malformed URL (scheme, port, ...)
+            raise BadInput(f"{source} is not a valid Redis URL: {shown} ({exc})") from exc
+        except redis.RedisError as exc:
+            if time.monotonic() >= deadline:
+                raise BadInput(f"cannot reach Redis at {shown} ({source}): {exc}") from exc
+            if wait:
+                make_console(stderr=True).print(
+                    f"Redis at {shown} does not answer ({exc}); trying again for up to "
+                    f"{wait:.0f} s (Ctrl-C to give up)",
+                    markup=False,
+                )
+                wait = 0.0  # said once
+            time.sleep(0.5)  # the server is down: nothing to wait on but a retry
 
 
 def make_console(*, stderr: bool = False, min_width: int | None = None) -> Console:
@@ -228,7 +259,8 @@ def load_run_config(paths: Sequence[str]) -> dict[str, Any] | None:
     """Read and deep-merge YAML run config files in order (later wins); None when none given.
 
     Raises:
-        click.BadParameter: a file is not valid YAML or does not hold a mapping.
+        BadInput: a file cannot be read, is not valid YAML (the message names its line), or
+            does not hold a mapping.
     """
     if not paths:
         return None
@@ -238,18 +270,30 @@ def load_run_config(paths: Sequence[str]) -> dict[str, Any] | None:
             with open(path, encoding="utf-8") as fh:
                 data = yaml.safe_load(fh)
         except OSError as exc:
-            raise click.BadParameter(f"cannot read {path}: {exc.strerror}") from exc
+            raise BadInput(f"cannot read run config {path}: {exc.strerror}") from exc
         except yaml.YAMLError as exc:
-            raise click.BadParameter(f"{path} is not valid YAML: {exc}") from exc
+            raise BadInput(yaml_problem(path, exc)) from exc
         if data is None:
             continue  # an empty file adds nothing
         if not isinstance(data, Mapping):
-            raise click.BadParameter(
-                f"{path} must hold a mapping (ops:, resources:, execution:, ...), "
+            raise BadInput(
+                f"run config {path} must hold a mapping (ops:, resources:, execution:, ...), "
                 f"not a {type(data).__name__}"
             )
         merged = deep_merge(merged, data)
     return merged
+
+
+def yaml_problem(path: str, exc: yaml.YAMLError) -> str:
+    """One line for a YAML syntax error: file, line and column, and what is wrong there."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    context = getattr(exc, "context", None)
+    where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else path
+    what = problem or str(exc).splitlines()[0]
+    if context:
+        what = f"{what} ({context})"
+    return f"{where}: not valid YAML: {what}"
 
 
 def parse_tags(text: str | None) -> dict[str, str] | None:

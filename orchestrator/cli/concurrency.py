@@ -35,7 +35,8 @@ def concurrency() -> None:
     """Tag concurrency limits that hold across all runs and machines (kept in Redis)."""
 
 
-@concurrency.command("set")
+# ignore_unknown_options: `set KEY -1` reaches the limit check (not "no such option '-1'")
+@concurrency.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("spec")
 @click.argument("limit", type=int)
 @click.option(
@@ -56,7 +57,10 @@ def set_command(spec: str, limit: int, per_unique_value: bool) -> None:
         if per_unique_value and value is not None:
             raise InvalidInputError("--per-unique-value takes KEY, not KEY=VALUE")
         if limit < 0:
-            raise InvalidInputError(f"limit must be >= 0, got {limit}")
+            raise InvalidInputError(
+                f"the limit must be 0 or more, got {limit} (0 holds every matching step "
+                "back until the limit is raised)"
+            )
         lim_value: str | dict[str, bool] | None = (
             {APPLY_PER_UNIQUE: True} if per_unique_value else value
         )

@@ -84,7 +84,7 @@ def execute_command(
     require_location(file, module)
     quiet_last_resort_logging()
     out, err = make_console(), make_console(stderr=True)
-    with bad_input_exits(), get_instance() as instance:
+    with bad_input_exits(), get_instance(patience=None) as instance:
         job_def, pointer = find_job(file, module, job_name)
         run_id = str(uuid.uuid4())
         with RunProgress(out, instance, run_id):

@@ -7,6 +7,7 @@ adding one is one line in :data:`COMMAND_GROUPS`.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 import click
@@ -63,8 +64,22 @@ def cli() -> None:
     """
 
 
+def show_outage_notices() -> None:
+    """Print the one line that says Redis stopped answering (and the one that says it is back)
+    on stderr, whatever else configures logging: every command rides out outages, and its
+    user must see why it is waiting."""
+    notices = logging.getLogger("orchestrator.redis")
+    if not notices.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("orchestrator: %(message)s"))
+        notices.addHandler(handler)
+        notices.setLevel(logging.WARNING)
+        notices.propagate = False
+
+
 def main() -> None:
     """Console-script entry point."""
+    show_outage_notices()
     cli(prog_name="orchestrator")
 
 

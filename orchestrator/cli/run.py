@@ -24,6 +24,9 @@ from orchestrator.cli.common import (
     make_console,
     op_selection_option,
 )
+from orchestrator.cli.common import (
+    ONE_SHOT_PATIENCE_SECONDS as ONE_SHOT,
+)
 from orchestrator.cli.progress import (
     execute_with_progress,
     format_duration,
@@ -178,7 +181,8 @@ def show_command(run_id: str) -> None:
         record = _require_run(instance, run_id)
         events = instance.all_events(run_id)
         plan_json = _stored_plan(instance, run_id)
-    _print_header(out, record)
+        driver = _driver_note(instance, record)
+    _print_header(out, record, driver)
     steps = step_summaries(events, plan_step_keys(plan_json))
     out.print()
     if not steps:
@@ -223,7 +227,29 @@ def _stored_plan(instance: Instance, run_id: str) -> str | None:
     return str(text) if text else None
 
 
-def _print_header(out: Console, record: RunRecord) -> None:
+def _driver_note(instance: Instance, record: RunRecord) -> str | None:
+    """Who drives a run that has not ended (shared instances), e.g. that its coordinator's
+    lease lapsed and when, so a run whose driver is gone is not silently STARTED."""
+    import time
+
+    from orchestrator.coordinator import driver_state
+    from orchestrator.storage.base import RunStatus
+    from orchestrator.storage.redis import RedisInstance
+
+    if record.is_finished or not isinstance(instance, RedisInstance):
+        return None
+    state = driver_state(instance, record.run_id)
+    if record.status is RunStatus.QUEUED and state.owner is None:
+        if state.coordinators:
+            return "waiting in the run queue for a coordinator"
+        return (
+            "waiting in the run queue; no coordinator is running: start one with "
+            "`orchestrator coordinator start -f/-m ...`"
+        )
+    return state.describe(time.time())
+
+
+def _print_header(out: Console, record: RunRecord, driver: str | None = None) -> None:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
@@ -236,6 +262,8 @@ def _print_header(out: Console, record: RunRecord) -> None:
         ("Ended", format_time(record.end_time) or "-"),
         ("Duration", run_duration(record) or "-"),
     ]
+    if driver:
+        rows.append(("Driver", driver))
     if record.parent_run_id:
         rows.append(("Parent run", record.parent_run_id))
     if record.root_run_id and record.root_run_id != record.parent_run_id:
@@ -281,7 +309,7 @@ def logs_command(run_id: str, follow: bool) -> None:
     outcome: it says the log was printed (see `orchestrator run show` for the outcome).
     """
     out = make_console()
-    with bad_input_exits(), get_instance() as instance:
+    with bad_input_exits(), get_instance(patience=None if follow else ONE_SHOT) as instance:
         _require_run(instance, run_id)
         if not follow:
             for event in instance.all_events(run_id):
@@ -343,7 +371,7 @@ def reexecute_command(run_id: str, from_failure: bool, op_selection: list[str] |
         raise click.UsageError("give --from-failure or --op-selection, not both")
     quiet_last_resort_logging()
     out, err = make_console(), make_console(stderr=True)
-    with bad_input_exits(), get_instance() as instance:
+    with bad_input_exits(), get_instance(patience=None) as instance:
         parent = _require_run(instance, run_id)
         try:
             parent_job(parent).get_definition()  # fail early, with a hint, if it won't load
@@ -375,15 +403,26 @@ def reexecute_command(run_id: str, from_failure: bool, op_selection: list[str] |
 
 @run.command("cancel", short_help="Cancel a run: queued steps revoked, running ones stopped.")
 @click.argument("run_id")
-def cancel_command(run_id: str) -> None:
+@click.option(
+    "--wait",
+    "wait",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to keep trying to deliver the cancel while Redis does not answer.",
+)
+def cancel_command(run_id: str, wait: float) -> None:
     """Cancel a run. A run still waiting for a coordinator ends CANCELED at once; a running
     run is told to stop: its coordinator revokes queued steps, terminates running ones, frees
-    their concurrency slots and ends the run CANCELED. Exit 0 when the cancel was taken
-    (or the run had already finished), 2 for an unknown run."""
+    their concurrency slots and ends the run CANCELED. During a Redis outage the cancel is
+    delivered once the server answers again (within --wait seconds). Exit 0 when the cancel
+    was taken (or the run had already finished), 2 for an unknown run or a server that did not
+    answer in time."""
     from orchestrator.coordinator import cancel_run
     from orchestrator.storage.redis import RedisInstance
 
-    with bad_input_exits(), get_instance() as instance:
+    with bad_input_exits(), get_instance(patience=wait, wait_for_server=wait) as instance:
         _require_run(instance, run_id)
         assert isinstance(instance, RedisInstance)
         status = cancel_run(instance, run_id)

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
-from orchestrator.cli.common import bad_input_exits
+from orchestrator.cli.common import bad_input_exits, get_instance
 from orchestrator.definitions.reconstruct import CodeLocation
 
 
@@ -23,7 +23,8 @@ def serving_setup(
     files: tuple[str, ...], modules: tuple[str, ...]
 ) -> tuple[list[CodeLocation], Any]:
     """For long-lived commands: load the code locations (errors show at start) and connect to
-    the shared instance; bad input exits 2."""
+    the shared instance, which must answer now (exit 2 with one line otherwise); from then on
+    the process rides out Redis outages."""
     from orchestrator.cli.common import get_instance
     from orchestrator.storage.redis import RedisInstance
 
@@ -31,7 +32,7 @@ def serving_setup(
         locations = code_locations(files, modules)
         for location in locations:
             location.load()
-        instance = get_instance()
+        instance = get_instance(patience=None)
     assert isinstance(instance, RedisInstance)
     return locations, instance
 
@@ -88,9 +89,15 @@ def start(
     Example:
       orchestrator worker start -f examples/main_job.py -Q orchestrator,gpu -c 4
     """
+    from orchestrator.cli.common import ping_broker
+    from orchestrator.settings import get_settings
     from workers.bootstrap import start_worker
 
     with bad_input_exits():
         locations = code_locations(files, modules)
         queue_list = [q.strip() for q in queues.split(",") if q.strip()]
+        get_instance().close()  # Redis must answer now: exit 2 with one line otherwise
+        settings = get_settings()
+        if settings.broker_url:
+            ping_broker(settings.broker_url)
         start_worker(locations, queue_list, concurrency, loglevel, name)

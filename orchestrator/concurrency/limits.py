@@ -59,6 +59,11 @@ class SlotArbiter(ABC):
         """Why an attempt is waiting (limit and holders), for the run's event log."""
         return "waiting for a concurrency slot"
 
+    def token(self, attempt_id: str) -> int | None:
+        """The fencing token of the attempt's grant, when its slots are fenced (cross-run
+        limits); a worker confirms it before running the step."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (connections); slots are released by ``release``."""
 
@@ -264,6 +269,10 @@ class ChainedArbiter(SlotArbiter):
         if attempt_id in self._in_first:
             return self.second.describe_wait(attempt_id)
         return self.first.describe_wait(attempt_id)
+
+    def token(self, attempt_id: str) -> int | None:
+        token = self.second.token(attempt_id)
+        return token if token is not None else self.first.token(attempt_id)
 
     def close(self) -> None:
         self.second.close()

@@ -24,11 +24,11 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import redis
 
+from orchestrator import lua
 from orchestrator.concurrency.config import APPLY_PER_UNIQUE, TagConcurrencyLimit
 from orchestrator.errors import InvalidInputError
 from orchestrator.redis_keys import RedisKeys
@@ -64,10 +64,7 @@ def spec_for(key: str, value: str | Mapping[str, bool] | None = None) -> str:
 
 
 def _load_script(client: redis.Redis, name: str) -> Any:
-    folder = resources.files("orchestrator.concurrency").joinpath("lua")
-    lib = folder.joinpath("_lib.lua").read_text()
-    body = folder.joinpath(f"{name}.lua").read_text()
-    return client.register_script(lib + "\n" + body)
+    return lua.script(client, "orchestrator.concurrency", name, lib="_lib")
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -330,11 +327,26 @@ class RedisLimiter:
         per lease: :data:`RENEWED`, :data:`GONE` or :data:`NOT_OWNER`."""
         if not leases:
             return []
-        ttl_ms = self._ttl_ms(ttl)
         pipe = self.client.pipeline(transaction=False)
+        self.queue_renewals(pipe, leases, worker, ttl, owner)
+        return [int(code) for code in pipe.execute()]
+
+    def queue_renewals(
+        self,
+        pipe: Any,
+        leases: Sequence[tuple[str, int]],
+        worker: str = "",
+        ttl: float | None = None,
+        owner: str = "",
+    ) -> None:
+        """Queue :meth:`renew_many`'s commands on ``pipe`` (one reply per lease)."""
+        ttl_ms = self._ttl_ms(ttl)
         for lease_id, token in leases:
             self._run("renew", lease_id, int(token), ttl_ms, worker, owner, client=pipe)
-        return [int(code) for code in pipe.execute()]
+
+    def queue_sweep(self, pipe: Any) -> None:
+        """Queue :meth:`sweep` on ``pipe`` (one reply: the number of grants)."""
+        self._run("sweep", client=pipe)
 
     def confirm(self, lease_id: str, token: int, worker: str, ttl: float | None = None) -> bool:
         """What a worker calls right before it runs a step: True if the lease is still held

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from collections.abc import Callable
 
 from orchestrator.concurrency.limits import SlotArbiter, SlotRequest
 from orchestrator.concurrency.redis import GONE, NOT_OWNER, RENEWED, RedisLimiter
@@ -20,19 +21,28 @@ class RedisArbiter(SlotArbiter):
 
     A step with no limited tag is granted without a Redis call (limits are cached for
     ``limiter.limits_ttl``). A queued step's grant arrives as a ``slot_granted`` engine event
-    on the run's event stream; the executor passes it to :meth:`note_granted`, and the loop
-    picks it up from :meth:`granted`. The executor calls :meth:`renew_all` periodically (a
-    fraction of the lease time) to keep this run's leases alive; once a worker confirms a
+    on the run's event stream; the run's driver passes it to :meth:`note_granted`, and the
+    loop picks it up from :meth:`granted`. The process's lease keeper
+    (``orchestrator.distributed.keeper``) renews this run's leases periodically (a fraction of
+    the lease time) through :meth:`renewals` and :meth:`renewed`; once a worker confirms a
     lease it renews it itself and this arbiter stops.
 
     Args:
         limiter: the limiter.
         run_id: the run this arbiter serves.
         worker: the renewer name recorded on leases (default ``coordinator:<host>/<pid>``).
+        on_grant: called (from any thread) after a grant is noted.
     """
 
-    def __init__(self, limiter: RedisLimiter, run_id: str, worker: str | None = None):
+    def __init__(
+        self,
+        limiter: RedisLimiter,
+        run_id: str,
+        worker: str | None = None,
+        on_grant: Callable[[], None] | None = None,
+    ):
         self.limiter = limiter
+        self.on_grant = on_grant  # called after a grant is noted (wakes the run's driver)
         self.run_id = run_id
         self.worker = worker or default_worker_id()
         self.tokens: dict[str, int] = {}  # attempt id -> fencing token of its grant
@@ -150,33 +160,51 @@ class RedisArbiter(SlotArbiter):
                 return
             self.tokens[attempt_id] = int(token)
             self._newly_granted.append(attempt_id)
+        if self.on_grant is not None:
+            self.on_grant()
 
-    def renew_all(self) -> list[str]:
-        """Renew every lease this arbiter holds (and still renews) or waits on, in one round
-        trip. A waiting lease found granted is noted as granted; one that lapsed asks again.
-        Returns the attempt ids of held leases that are gone (expired or freed)."""
+    def token(self, attempt_id: str) -> int | None:
+        with self._lock:
+            return self.tokens.get(attempt_id)
+
+    def renewals(self) -> list[tuple[str, int]]:
+        """``(lease id, token)`` of every lease this arbiter must keep alive now: held leases
+        it still renews (not handed over to a worker) and waiting ones (token 0)."""
         with self._lock:
             held = [(a, t) for a, t in self.tokens.items() if a not in self._handed_over]
-            waiting = [(a, 0) for a in self._waiting]
-            codes = self.limiter.renew_many([*held, *waiting], owner=self.worker)
-            lost = []
-            for (attempt_id, _), code in zip(held, codes[: len(held)], strict=True):
-                if code == NOT_OWNER:
-                    self._handed_over.add(attempt_id)
-                elif code == GONE:
-                    lost.append(attempt_id)
-            for (attempt_id, _), code in zip(waiting, codes[len(held) :], strict=True):
-                if code == RENEWED:
+            return held + [(a, 0) for a in self._waiting]
+
+    def renewed(self, leases: list[tuple[str, int]], codes: list[int]) -> list[str]:
+        """Apply the outcome of renewing ``leases`` (from :meth:`renewals`): a held lease a
+        worker renews now is left to it; a waiting lease found granted is noted as granted
+        (its event may have been lost); one that lapsed asks again, at the back of the line.
+        Returns the attempt ids of held leases that are gone (expired or freed)."""
+        lost = []
+        for (attempt_id, token), code in zip(leases, codes, strict=True):
+            with self._lock:
+                if token:
+                    if self.tokens.get(attempt_id) != token:
+                        continue  # released meanwhile
+                    if code == NOT_OWNER:
+                        self._handed_over.add(attempt_id)
+                    elif code == GONE:
+                        lost.append(attempt_id)
+                    continue
+                if code == RENEWED or attempt_id not in self._waiting:
                     continue
                 info = self.limiter.lease(attempt_id)
                 if info is not None and info.state == "held":
                     self.note_granted(attempt_id, info.token)
                 elif info is None:
-                    # it lapsed while waiting (this process stalled): ask again, at the back
                     granted_now = self._acquire(self._waiting[attempt_id][0])
                     if granted_now is not None:
                         self.note_granted(attempt_id, granted_now)
-            return lost
+        return lost
+
+    def renew_all(self) -> list[str]:
+        """Renew every lease of :meth:`renewals` in one round trip (see :meth:`renewed`)."""
+        leases = self.renewals()
+        return self.renewed(leases, self.limiter.renew_many(leases, owner=self.worker))
 
     @property
     def waiting(self) -> list[str]:

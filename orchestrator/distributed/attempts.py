@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import redis
 
+from orchestrator import lua
 from orchestrator.execution.events import Event
 from orchestrator.redis_keys import RedisKeys
 
@@ -22,8 +22,7 @@ ATTEMPT_TTL_SECONDS = 7 * 24 * 3600
 
 
 def _script(client: redis.Redis, name: str) -> Any:
-    text = resources.files("orchestrator.distributed").joinpath(f"lua/{name}.lua").read_text()
-    return client.register_script(text)
+    return lua.script(client, "orchestrator.distributed", name)
 
 
 @dataclass(frozen=True)
@@ -31,9 +30,10 @@ class AttemptInfo:
     """The stored state of one attempt."""
 
     attempt_id: str
-    state: str  # queued (no record yet) | running | done | lost | canceled
-    worker: str | None
+    state: str  # queued (no state yet) | running | done | lost | canceled
+    worker: str | None  # the worker process that claimed it
     heartbeat_alive: bool
+    reserved_by: str | None = None  # the worker (node) whose main process took its message
 
 
 class AttemptRegistry:
@@ -69,6 +69,7 @@ class AttemptRegistry:
                 data.get("state", "queued"),
                 data.get("worker"),
                 bool(alive),
+                data.get("reserved_by"),
             )
         return out
 
@@ -78,6 +79,15 @@ class AttemptRegistry:
         return bool(self._settle(keys=keys, args=[state, ATTEMPT_TTL_SECONDS]))
 
     # -- worker side ----------------------------------------------------------------------
+
+    def reserve(self, attempt_id: str, worker_node: str) -> None:
+        """Note that ``worker_node``'s main process took the attempt's message (before a pool
+        process claims it): if that worker dies first, the coordinator sends the step again
+        instead of waiting for the broker to give the message back."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(self.keys.attempt(attempt_id), "reserved_by", worker_node)
+        pipe.expire(self.keys.attempt(attempt_id), ATTEMPT_TTL_SECONDS)
+        pipe.execute()
 
     def claim(
         self, attempt_id: str, worker: str, token: str, ttl: float, start_event: Event | None = None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.definitions.job import JobDefinition
 from orchestrator.definitions.loggers import InitLoggerContext
@@ -25,6 +25,9 @@ from orchestrator.plan.run_config import ResolvedConfig
 from orchestrator.plan.steps import ExecutionPlan
 from orchestrator.storage.base import Instance, RunRecord, RunStatus
 from orchestrator.storage.io_managers import InputContext, OutputContext, mem_io_manager
+
+if TYPE_CHECKING:
+    from orchestrator.distributed.ownership import RunOwnership
 
 PARENT_RUN_TAG = "parent_run_id"
 ROOT_RUN_TAG = "root_run_id"
@@ -115,9 +118,13 @@ def run_prepared(
     *,
     input_values: Mapping[str, Any] | None = None,
     run_scoped_resources: bool = False,
-    still_owner: Callable[[], bool] | None = None,
 ) -> tuple[ExecutionLoop, ResourceScope | None]:
-    """Drive a prepared run to its end on ``executor``."""
+    """Drive a prepared run to its end on ``executor``.
+
+    On a shared instance the calling process owns the run while it drives it, like a
+    coordinator does: if the process dies, the owner record lapses and a coordinator adopts the
+    run (resuming it from its event log when it has a job pointer, failing it with the reason
+    when it has none)."""
     record = prepared.record
     job = prepared.job
     scope = (
@@ -138,7 +145,13 @@ def run_prepared(
         instance=instance,
         pointer=record.pointer,
     )
-    loop = drive_run(ctx, executor, instance, still_owner=still_owner)
+    ownership = _caller_ownership(instance, record.run_id)
+    try:
+        loop = drive_run(ctx, executor, instance, ownership=ownership)
+    finally:
+        if ownership is not None:
+            stored = instance.get_run(record.run_id)
+            ownership.release(finished=stored is None or stored.is_finished)
     return loop, scope
 
 
@@ -196,13 +209,13 @@ def _in_process_config(executor_config: Any) -> InProcessConfig:
     return InProcessConfig()
 
 
-def _caller_ownership(instance: Instance, run_id: str, executor: Executor) -> Any:
-    """On a shared (Redis) instance, the calling process owns the run it drives like a
-    coordinator does, so if it dies a coordinator adopts the run and finishes it. Not for the
-    in-process executor: its steps run in this thread, which cannot renew meanwhile."""
+def _caller_ownership(instance: Instance, run_id: str) -> RunOwnership | None:
+    """On a shared (Redis) instance, the calling process owns the run it drives (see
+    :func:`run_prepared`); its lease keeper renews the ownership from another thread, so a
+    long step in this thread does not let it lapse."""
     from orchestrator.storage.redis import RedisInstance
 
-    if not isinstance(instance, RedisInstance) or executor.in_process:
+    if not isinstance(instance, RedisInstance):
         return None
     import os
     import socket
@@ -329,19 +342,9 @@ def execute_job(
     except Exception as exc:
         fail_run(instance, prepared.record.run_id, exc)
         raise
-    ownership = _caller_ownership(instance, prepared.record.run_id, executor)
-    try:
-        loop, scope = run_prepared(
-            prepared,
-            executor,
-            instance,
-            run_scoped_resources=executor.in_process,
-            still_owner=ownership.renew if ownership else None,
-        )
-    finally:
-        if ownership is not None:
-            stored = instance.get_run(prepared.record.run_id)
-            ownership.release(finished=stored is None or stored.is_finished)
+    loop, scope = run_prepared(
+        prepared, executor, instance, run_scoped_resources=executor.in_process
+    )
     reader = scope or ResourceScope(
         prepared.resource_defs, prepared.plan.resource_config, prepared.record.run_id
     )

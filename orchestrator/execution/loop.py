@@ -32,6 +32,7 @@ ATTEMPT_LOST = "attempt_lost"
 SLOT_GRANTED = "slot_granted"  # written by the cross-run limiter onto the run's stream
 CANCEL_REQUESTED = "cancel_requested"  # written by `orchestrator run cancel`
 NO_CONSUMER = "no_consumer"  # a queued step's queue has no live worker (Celery executor)
+RESENT = "step_resent"  # its message was sent again: the worker holding it died (Celery)
 
 
 class StepState(StrEnum):
@@ -63,6 +64,7 @@ class Launch:
     attempt_id: str
     priority: int
     queue: str
+    lease_token: int | None = None  # fencing token of its cross-run slots, if limited
 
     @property
     def retry_number(self) -> int:
@@ -389,9 +391,16 @@ class ExecutionLoop:
         attempt = self.attempt[key]
         self.state[key] = StepState.IN_FLIGHT
         self.produced[key] = set()
+        attempt_id = self.current_attempt_id(key)
         out.launch.append(
             Launch(
-                self.run_id, key, attempt, self.current_attempt_id(key), step.priority, step.queue
+                self.run_id,
+                key,
+                attempt,
+                attempt_id,
+                step.priority,
+                step.queue,
+                self.arbiter.token(attempt_id),
             )
         )
         out.events.append(
@@ -423,14 +432,16 @@ class ExecutionLoop:
         for key, state in self.state.items():
             if state is StepState.IN_FLIGHT:
                 step = self.plan.step(key)
+                attempt_id = self.current_attempt_id(key)
                 out.append(
                     Launch(
                         self.run_id,
                         key,
                         self.attempt[key],
-                        self.current_attempt_id(key),
+                        attempt_id,
                         step.priority,
                         step.queue,
+                        self.arbiter.token(attempt_id),
                     )
                 )
         return out

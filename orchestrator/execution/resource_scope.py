@@ -9,7 +9,10 @@ from typing import Any
 
 from orchestrator.definitions.resources import InitResourceContext, ResourceDefinition
 from orchestrator.errors import ResourceNotFoundError
+from orchestrator.execution.events import ErrorInfo, Event, EventType, make_event
 from orchestrator.execution.user_code import user_code_boundary
+
+RESOURCE_TEARDOWN_FAILED = "resource_teardown_failed"  # ENGINE_EVENT kind
 
 
 class Resources:
@@ -93,14 +96,33 @@ class ResourceScope:
     def build(self, keys: Iterable[str]) -> Resources:
         return Resources({k: self.get(k) for k in keys})
 
-    def teardown(self) -> list[BaseException]:
-        """Resume generator resources so their clean-up runs; returns errors, raising none."""
-        errors: list[BaseException] = []
+    def teardown(self) -> list[tuple[str, BaseException]]:
+        """Resume generator resources so their clean-up runs, last built first; returns
+        ``(resource key, error)`` of each clean-up that raised, raising none (one failing
+        clean-up does not keep the others from running)."""
+        errors: list[tuple[str, BaseException]] = []
         while self._generators:
             key, gen = self._generators.pop()
             try:
                 with user_code_boundary(f"teardown of resource {key!r}"):
                     next(gen, None)
             except Exception as exc:
-                errors.append(exc)
+                errors.append((key, exc))
         return errors
+
+    def teardown_events(self, step_key: str | None = None) -> list[Event]:
+        """:meth:`teardown`, reporting each failed clean-up as an ENGINE_EVENT with its error.
+        As in Dagster, a failed clean-up does not fail the step or the run that used the
+        resource (it has already produced its result)."""
+        return [
+            make_event(
+                EventType.ENGINE_EVENT,
+                self.run_id or "",
+                f"Teardown of resource {key!r} failed: {type(exc).__name__}: {exc}",
+                step_key=step_key,
+                kind=RESOURCE_TEARDOWN_FAILED,
+                resource=key,
+                error=ErrorInfo.from_exception(exc).to_dict(),
+            )
+            for key, exc in self.teardown()
+        ]

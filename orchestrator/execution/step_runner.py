@@ -22,6 +22,7 @@ from orchestrator.errors import (
     OrchestratorError,
     OutputStorageError,
     RetryRequested,
+    StepError,
     UserCodeError,
 )
 from orchestrator.execution.context import LogManager, OpExecutionContext, RunContext
@@ -39,10 +40,6 @@ class StepOutcome:
     status: str  # "success" | "failure" | "retry"
     user_exception: BaseException | None = None
     error: BaseException | None = None
-
-
-class _StepError(Exception):
-    """A framework-detected problem inside a step (bad output, failed type check)."""
 
 
 def _type_ok(expected: Any, value: Any) -> bool:
@@ -145,7 +142,7 @@ class StepRunner:
                 return self._failed(
                     step, node, exc, attempt, scope, op_config, started, retryable=True
                 )
-            except (OrchestratorError, _StepError) as exc:
+            except OrchestratorError as exc:
                 return self._failed(
                     step, node, exc, attempt, scope, op_config, started, retryable=False
                 )
@@ -162,8 +159,9 @@ class StepRunner:
             self._hooks(step_key, node, "success", scope, None, outputs, op_config)
             return StepOutcome("success")
         finally:
-            if ctx.resources is None:
-                scope.teardown()
+            if ctx.resources is None:  # step-scoped resources: cleaned up after each step
+                for event in scope.teardown_events(step_key):
+                    emit(event)
 
     # -- pieces -----------------------------------------------------------------------------
 
@@ -201,7 +199,7 @@ class StepRunner:
             elif step_input.kind is InputKind.INPUT_VALUE:
                 assert step_input.key is not None
                 if step_input.key not in self.ctx.input_values:
-                    raise _StepError(
+                    raise StepError(
                         f"input {name!r} of step {step.key!r}: input value "
                         f"{step_input.key!r} was not shipped to this process"
                     )
@@ -210,7 +208,7 @@ class StepRunner:
                 value = op_def.ins[name].default_value
             expected = op_def.ins[name].dagster_type
             if not step_input.fan_in and not _type_ok(expected, value):
-                raise _StepError(
+                raise StepError(
                     f"type check failed for input {name!r} of step {step.key!r}: expected "
                     f"{expected.__name__}, got {type(value).__name__} {value!r}"
                 )
@@ -247,7 +245,7 @@ class StepRunner:
         if inspect.isgenerator(result):
             for item in result:
                 if not isinstance(item, Output):
-                    raise _StepError(
+                    raise StepError(
                         f"op {op_def.name!r} yielded {item!r}; a generator op must yield "
                         "Output(value, output_name) objects"
                     )
@@ -262,7 +260,7 @@ class StepRunner:
         if result is None and all(not o.is_required or o.is_nothing for o in op_def.outs.values()):
             return
         if not isinstance(result, tuple) or len(result) != len(names):
-            raise _StepError(
+            raise StepError(
                 f"op {op_def.name!r} has outputs {names}; return a tuple of {len(names)} values "
                 f"in that order (or yield Output objects), got {result!r}"
             )
@@ -277,7 +275,7 @@ class StepRunner:
         if name not in op_def.outs:
             if name == DEFAULT_OUTPUT and len(op_def.outs) == 1:
                 return next(iter(op_def.outs)), value
-            raise _StepError(
+            raise StepError(
                 f"op {op_def.name!r} has no output named {name!r} (outputs: {list(op_def.outs)})"
             )
         return name, value
@@ -286,7 +284,7 @@ class StepRunner:
     def _check_type(step: ExecutionStep, op_def: OpDefinition, name: str, value: Any) -> None:
         expected = op_def.outs[name].dagster_type
         if not _type_ok(expected, value):
-            raise _StepError(
+            raise StepError(
                 f"type check failed for output {name!r} of step {step.key!r}: expected "
                 f"{expected.__name__}, got {type(value).__name__} {value!r}"
             )
@@ -295,7 +293,7 @@ class StepRunner:
     def _check_outputs(step: ExecutionStep, op_def: OpDefinition, outputs: dict[str, Any]) -> None:
         for out in step.outputs:
             if out.is_required and not out.is_nothing and out.name not in outputs:
-                raise _StepError(
+                raise StepError(
                     f"op {op_def.name!r} did not produce its required output {out.name!r}; "
                     "mark it Out(is_required=False) if it may be skipped"
                 )

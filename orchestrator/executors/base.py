@@ -19,6 +19,7 @@ from orchestrator.definitions.config import deep_merge, pydantic_problems
 
 if TYPE_CHECKING:
     from orchestrator.concurrency.limits import SlotArbiter
+    from orchestrator.distributed.pump import Inbox
     from orchestrator.execution.context import RunContext
     from orchestrator.execution.events import Event
     from orchestrator.execution.loop import Launch
@@ -67,16 +68,22 @@ class Executor(ABC):
     in_process: bool = False
     #: Whether ``RetryPolicy`` applies (executor config ``retries``).
     retries_enabled: bool = True
-    #: True when step events are already in the instance when ``wait`` returns them
-    #: (workers write them to the run's stream); otherwise the driver stores them.
+    #: True when step events are already in the instance when the driver sees them (the
+    #: step runner stores them as they come, or workers write them to the run's stream);
+    #: otherwise the driver stores what ``wait`` returns.
     stores_events: bool = False
-    #: True when ``wait`` reads the run's event stream, so a cancel request written there
-    #: reaches the loop; otherwise the driver checks the run's status now and then.
-    watches_run_stream: bool = False
+    #: True when steps report through the run's event stream (Celery workers): the driver's
+    #: inbox then carries every event of the run, and ``wait`` only waits on it.
+    events_via_stream: bool = False
+    #: Set by the driver before ``start`` on a shared instance: the run's inbox, fed by the
+    #: process's stream pump. ``wait`` must return early when it is poked (a slot granted, a
+    #: cancel requested, an event from a worker).
+    inbox: Inbox | None = None
 
     @abstractmethod
     def make_arbiter(self, ctx: RunContext) -> SlotArbiter:
-        """The slot arbiter enforcing this executor's concurrency limits for one run."""
+        """The slot arbiter enforcing this executor's per-run limits (the driver chains the
+        cross-run limiter after it on a shared instance)."""
 
     @abstractmethod
     def start(self, ctx: RunContext) -> None:
@@ -88,7 +95,11 @@ class Executor(ABC):
 
     @abstractmethod
     def wait(self, timeout: float | None) -> list[Event]:
-        """Block until some step events are available or ``timeout`` seconds pass."""
+        """Block until some step events are available, the inbox is poked, or ``timeout``
+        seconds pass (None: no limit)."""
+
+    def observe(self, events: list[Event]) -> None:  # noqa: B027 - optional hook
+        """Events the driver took from the run's stream (inbox), before the loop sees them."""
 
     def adopt_in_flight(self, launches: list[Launch]) -> None:
         """A resumed run had these attempts in flight under a coordinator that stopped. By

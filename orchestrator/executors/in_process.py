@@ -47,6 +47,8 @@ class InProcessExecutor(Executor):
             assert self._runner is not None
             launch = self._queue.popleft()
             self.outcomes[launch.step_key] = self._runner.run(launch.step_key, launch.attempt)
+        elif self.inbox is not None:
+            self.inbox.wait(timeout)  # a slot grant or cancel, or a retry delay passing
         elif timeout is not None:
             time.sleep(timeout)  # nothing runnable until a retry delay has passed
         else:
@@ -55,6 +57,16 @@ class InProcessExecutor(Executor):
             raise LoopStalledError("in-process executor: a step is in flight but none is queued")
         events = list(self._events)
         self._events.clear()  # the runner appends to this same list
+        return events
+
+    def finish(self) -> list[Event]:
+        """Clean up the run's resources (run-scoped here: built once, shared by its steps);
+        a clean-up that fails is reported as an engine event."""
+        if self._runner is None or self._runner.ctx.resources is None:
+            return []
+        events = self._runner.ctx.resources.teardown_events()
+        for event in events:
+            self._runner.ctx.emit(event)
         return events
 
     def terminate(self, attempt_ids: list[str]) -> None:

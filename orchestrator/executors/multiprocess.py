@@ -156,17 +156,23 @@ class MultiprocessExecutor(Executor):
     def wait(self, timeout: float | None) -> list[Event]:
         self._escalate()
         if not any(c.launch is not None for c in self._children):
-            if timeout is None:
+            if self.inbox is not None:
+                self.inbox.wait(timeout)  # a slot grant or cancel, or a retry delay passing
+            elif timeout is None:
                 raise LoopStalledError("multiprocess executor: waiting with no step running")
-            time.sleep(timeout)  # nothing running until a retry delay has passed
+            else:
+                time.sleep(timeout)  # nothing running until a retry delay has passed
             return []
-        by_conn = {c.conn: c for c in self._children}
+        by_conn: dict[Any, _Child] = {c.conn: c for c in self._children}
         if any(c.terminated is not None for c in self._children):
             timeout = min(timeout or TERMINATE_GRACE, TERMINATE_GRACE)
-        ready = wait(list(by_conn), timeout)
+        watched: list[Any] = list(by_conn)
+        if self.inbox is not None:
+            watched.append(self.inbox)  # readable when the driver has something to take
         events: list[Event] = []
-        for conn in ready:
-            events.extend(self._drain(by_conn[conn]))  # type: ignore[index]
+        for ready in wait(watched, timeout):
+            if ready in by_conn:
+                events.extend(self._drain(by_conn[ready]))
         return events
 
     def _drain(self, child: _Child) -> list[Event]:

@@ -65,14 +65,24 @@ class RedisInstance(Instance):
         self.client = client
         self.keys = RedisKeys(key_prefix)
         self._clock = clock
+        self.url: str | None = None  # set by from_url (processes started from here reuse it)
 
     @classmethod
-    def from_url(cls, url: str, key_prefix: str | None = None) -> RedisInstance:
-        """A Redis instance for ``url`` (``redis://``, ``rediss://`` for TLS, ``unix://``)."""
+    def from_url(
+        cls, url: str, key_prefix: str | None = None, patience: float | None = None
+    ) -> RedisInstance:
+        """A Redis instance for ``url`` (``redis://``, ``rediss://`` for TLS, ``unix://``).
+
+        Args:
+            patience: seconds a command rides out an outage before it raises (None: as long
+                as it takes; see ``orchestrator.redis_client``).
+        """
         from orchestrator.redis_client import connect
 
-        client = connect(url)
-        return cls(client, key_prefix or "orchestrator")
+        client = connect(url, patience)
+        instance = cls(client, key_prefix or "orchestrator")
+        instance.url = url
+        return instance
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -236,4 +246,7 @@ class RedisInstance(Instance):
                 return self._decode(reply[0][1])  # type: ignore[index]
 
     def close(self) -> None:
+        services = getattr(self, "_services", None)
+        if services is not None:
+            services.close()
         self.client.close()

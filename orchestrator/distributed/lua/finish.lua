@@ -7,15 +7,22 @@
 --          (STEP_SUCCESS, STEP_FAILURE or STEP_UP_FOR_RETRY)
 -- Returns the final event's stream id, or false when the attempt is not this worker's running
 -- attempt any more (declared lost, canceled, or finished by someone else): nothing is
--- appended, so a step never completes twice.
-if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1]
-    or redis.call('HGET', KEYS[1], 'state') ~= 'running' then
+-- appended, so a step never completes twice. A call repeated by the same worker after a lost
+-- reply (same token, already done) appends nothing and returns the id stored the first time.
+local fields = redis.call('HMGET', KEYS[1], 'token', 'state', 'final')
+if fields[1] ~= ARGV[1] then
+  return false
+end
+if fields[2] == 'done' and fields[3] then
+  return fields[3]
+end
+if fields[2] ~= 'running' then
   return false
 end
 local id = false
 for i = 2, #ARGV do
   id = redis.call('XADD', KEYS[3], '*', 'e', ARGV[i])
 end
-redis.call('HSET', KEYS[1], 'state', 'done')
+redis.call('HSET', KEYS[1], 'state', 'done', 'final', id)
 redis.call('DEL', KEYS[2])
 return id

@@ -1,0 +1,113 @@
+"""The lease keeper: one thread per process keeping alive what the process holds in Redis.
+
+A process driving runs on a shared instance holds, for each run, an ownership (so no other
+coordinator drives it) and concurrency leases for the steps it queued or runs (so a dead
+holder's slots come back). Renewing them from each run's own driver would stall while that
+driver runs a step in its own thread (the in-process executor), and would cost a round trip per
+run; the keeper renews all of them, and sweeps expired leases of dead holders, in one pipeline
+every renewal interval (a third of the lease time, or the heartbeat interval if shorter).
+A renewal that finds a waiting lease granted, or a run taken over by another owner, wakes that
+run's driver at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+
+from orchestrator.concurrency.redis import RedisLimiter
+from orchestrator.concurrency.redis_arbiter import RedisArbiter
+from orchestrator.distributed.ownership import RunOwnership
+
+log = logging.getLogger("orchestrator.keeper")
+
+
+@dataclass(eq=False)
+class _Held:
+    """What one driven run registered: its arbiter and/or ownership, and how to wake it."""
+
+    arbiter: RedisArbiter | None
+    ownership: RunOwnership | None
+    wake: Callable[[], None]
+
+
+class LeaseKeeper:
+    """Renews registered arbiters' leases and ownerships (see the module docstring).
+
+    Args:
+        limiter: the cross-run limiter (its client runs every renewal).
+        interval: seconds between renewal rounds.
+    """
+
+    def __init__(self, limiter: RedisLimiter, interval: float):
+        self.limiter = limiter
+        self.interval = interval
+        self._held: dict[int, _Held] = {}
+        self._lock = threading.Lock()
+        self._round = threading.Lock()  # held during a renewal round
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def register(
+        self,
+        arbiter: RedisArbiter | None,
+        ownership: RunOwnership | None,
+        wake: Callable[[], None],
+    ) -> int:
+        """Keep ``arbiter``'s leases and ``ownership`` alive until :meth:`unregister`;
+        ``wake`` is called when a renewal changes something the run's driver must see."""
+        held = _Held(arbiter, ownership, wake)
+        with self._lock:
+            self._held[id(held)] = held
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._serve, daemon=True, name="orchestrator-lease-keeper"
+                )
+                self._thread.start()
+        return id(held)
+
+    def unregister(self, handle: int) -> None:
+        """Stop renewing; returns once no renewal round still uses the registration (so a
+        released ownership is never renewed back)."""
+        with self._round, self._lock:
+            self._held.pop(handle, None)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _serve(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.renew_once()
+            except redis.RedisError:  # not an outage (those are waited out in the client)
+                log.exception("renewing leases failed; trying again next round")
+
+    def renew_once(self) -> None:
+        """One renewal round (also callable directly, e.g. by tests)."""
+        with self._round:
+            with self._lock:
+                held = list(self._held.values())
+            if not held:
+                return
+            pipe = self.limiter.client.pipeline(transaction=False)
+            plan: list[tuple[_Held, list[tuple[str, int]]]] = []
+            for item in held:
+                leases = item.arbiter.renewals() if item.arbiter is not None else []
+                if leases:
+                    assert item.arbiter is not None
+                    self.limiter.queue_renewals(pipe, leases, owner=item.arbiter.worker)
+                if item.ownership is not None:
+                    item.ownership.queue_renew(pipe)
+                plan.append((item, leases))
+            self.limiter.queue_sweep(pipe)
+            replies = iter(pipe.execute())
+            for item, leases in plan:
+                codes = [int(next(replies)) for _ in leases]
+                if leases and item.arbiter is not None:
+                    item.arbiter.renewed(leases, codes)  # a grant found here wakes the run
+                if item.ownership is not None and not item.ownership.renewed(next(replies)):
+                    item.wake()  # another owner has the run: its driver must stop
