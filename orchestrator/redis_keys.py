@@ -5,12 +5,17 @@ All keys start with the configurable prefix (``ORCHESTRATOR_KEY_PREFIX``, defaul
 one Lua script touches together share a ``{...}`` hash tag where Redis Cluster would need it.
 
 Schema:
-    <p>:run:<run_id>              string  RunRecord JSON
+    <p>:run:<run_id>              string  RunRecord JSON, as created (or last updated)
+    <p>:run:<run_id>:state        hash    status, updated_at, start_time, end_time: the fields
+                                          run events change, kept apart so a status change is
+                                          one script (status_event.lua); overrides the JSON
     <p>:run:<run_id>:events       stream  the run's event log, one entry per event, field "e"
     <p>:runs                      zset    run_id -> created_at (for listing)
     <p>:runs:seq                  hash    run_id -> creation sequence (ties in created_at)
     <p>:seq                       string  counter behind runs:seq
-    <p>:run:<run_id>:plan         string  the run's ExecutionPlan JSON (read by workers)
+    <p>:run:<run_id>:plan         string  the digest of the run's plan (older runs: the JSON)
+    <p>:plan:<digest>             string  an ExecutionPlan JSON by its digest (sha1), shared by
+                                          runs with the same plan; workers cache it by digest
     <p>:run:<run_id>:owner        hash    who drives the run: owner, since, expires (ms, Redis
                                           TIME); lapsed when expires has passed
     <p>:runqueue                  zset    launched runs waiting for a coordinator (score: rank)
@@ -23,7 +28,9 @@ Schema:
     <p>:worker:<worker_id>        string  the worker's heartbeat (expires unless renewed)
     <p>:coordinators              hash    coordinator id -> JSON {hostname, pid, locations}
     <p>:coordinator:<id>          string  the coordinator's heartbeat (expires unless renewed)
-    <p>:wake:<id>                 stream  wakes one process's event pump (see distributed/pump.py)
+    <p>:run:<run_id>:bell         string  the bell stream key of the process driving the run
+    <p>:bell:<pump_id>            stream  a process's bell: field "r" = a run whose stream has
+                                          news for it (see distributed/pump.py)
 
 Cross-run concurrency limits (``orchestrator.concurrency.redis``). Every key shares the hash tag
 ``{limits}`` so the limiter's Lua scripts, which build bucket and lease keys at run time from
@@ -58,6 +65,9 @@ class RedisKeys:
     def run(self, run_id: str) -> str:
         return f"{self.prefix}:run:{run_id}"
 
+    def run_state(self, run_id: str) -> str:
+        return f"{self.prefix}:run:{run_id}:state"
+
     def run_events(self, run_id: str) -> str:
         return f"{self.prefix}:run:{run_id}:events"
 
@@ -77,6 +87,9 @@ class RedisKeys:
 
     def run_plan(self, run_id: str) -> str:
         return f"{self.prefix}:run:{run_id}:plan"
+
+    def plan(self, digest: str) -> str:
+        return f"{self.prefix}:plan:{digest}"
 
     def run_owner(self, run_id: str) -> str:
         return f"{self.prefix}:run:{run_id}:owner"
@@ -114,8 +127,18 @@ class RedisKeys:
     def registry_beat(self, kind: str, member: str) -> str:
         return f"{self.prefix}:{kind}:{member}"
 
-    def pump_wake(self, pump_id: str) -> str:
-        return f"{self.prefix}:wake:{pump_id}"
+    def pump_bell(self, pump_id: str) -> str:
+        return f"{self.prefix}:bell:{pump_id}"
+
+    def run_bell(self, run_id: str) -> str:
+        """Names the bell to ring when an event the run's driver must see is appended."""
+        return f"{self.prefix}:run:{run_id}:bell"
+
+    def run_bell_tail(self) -> str:
+        """What follows the run id in :meth:`run_bell` (its head is the run stream's head)."""
+        head, tail = self.run_bell("\x00").split("\x00")
+        assert head == self.run_events_parts()[0]
+        return tail
 
     # -- cross-run concurrency limits (orchestrator.concurrency.redis) ----------------------
 

@@ -56,13 +56,16 @@ class Settings(BaseSettings):
         return self.broker_url or self.resolved_redis_url()
 
 
-_cache: dict[tuple[tuple[str, str], ...], Settings] = {}
+_cache: dict[tuple[str | None, ...], Settings] = {}
+_VARIABLES = tuple(f"ORCHESTRATOR_{name.upper()}" for name in Settings.model_fields)
 
 
 def get_settings() -> Settings:
-    """Settings as the environment says now: cached per set of ``ORCHESTRATOR_*`` variables
-    (building them is slow; the step hot path asks often, and tests change the environment)."""
-    key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("ORCHESTRATOR_")))
+    """Settings as the environment says now: cached per value of the ``ORCHESTRATOR_*``
+    variables (building them is slow; the step hot path asks often, and tests change the
+    environment). Only the variables of known settings are looked at, one by one: walking
+    the whole environment on every call cost more than the step itself."""
+    key = tuple(os.environ.get(name) for name in _VARIABLES)
     settings = _cache.get(key)
     if settings is None:
         settings = _cache[key] = Settings()

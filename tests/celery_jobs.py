@@ -1,8 +1,8 @@
 """Jobs for the Celery tests, loaded by module name by real worker processes.
 
 Ops that must be observed from the test write small JSON files under the directory given in
-their config (their own start/end timestamps, the worker that ran them), so assertions rest on
-what the steps themselves recorded.
+their config (the worker that ran them), and limited ops count themselves in a gauge
+(``tests.gauge``), so assertions rest on what the steps themselves recorded.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from orchestrator import Config, In, Nothing, celery_executor, job, op
+from tests.gauge import Gauge
 
 WORKER_ENV = "ORCHESTRATOR_TEST_WORKER"
 
@@ -25,6 +26,9 @@ def worker_name() -> str:
 class TraceConfig(Config):
     dir: str
     hold: float = 0.2
+    barrier_bucket: str = "all"  # limited ops wait until this gauge bucket reaches barrier
+    barrier: int = 0
+    barrier_timeout: float = 10.0
 
 
 def record(config: TraceConfig, name: str, **extra: object) -> None:
@@ -77,7 +81,14 @@ def fan50() -> None:
 def _traced(name: str, tags: dict[str, str]):  # type: ignore[no-untyped-def]
     @op(name=name, tags=tags)
     def _op(config: TraceConfig) -> None:
-        record(config, name, tags=tags)
+        buckets = ["all", *(f"{k}={v}" for k, v in tags.items())]
+        barrier = (
+            (config.barrier_bucket, config.barrier, config.barrier_timeout)
+            if config.barrier
+            else None
+        )
+        with Gauge(config.dir).running(buckets, barrier):
+            record(config, name, tags=tags)
 
     return _op
 

@@ -1,37 +1,36 @@
 """Jobs for multiprocess-executor tests, loaded by module name in child processes.
 
-Ops record when they start and end in files under ``config.dir`` so tests can check overlap
-from the ops' own timestamps, and rendezvous ops prove parallelism without any timing
-assertion: each waits for its partner's marker file, which only appears if both run at once.
+Limited ops count themselves in a gauge under ``config.dir`` (``tests.gauge``) and wait at its
+barrier, so a missing limit shows as a higher peak, with no timing assertion; rendezvous ops
+prove parallelism the same way: each waits for its partner's marker file, which only appears
+if both run at once.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
 from pathlib import Path
 
 from orchestrator import Config, In, Nothing, job, multiprocess_executor, op, success_hook
+from tests.gauge import Gauge
 
 
-class TraceConfig(Config):
+class GaugeConfig(Config):
     dir: str
-    hold: float = 0.05
-
-
-def _trace(config: TraceConfig, name: str, hold: float) -> None:
-    start = time.time()
-    time.sleep(hold)  # the op's "work": long enough for overlaps to be possible
-    end = time.time()
-    Path(config.dir, f"{name}.json").write_text(json.dumps({"start": start, "end": end}))
+    barrier: int = 2  # wait until this many bodies ran at once in "all" ...
+    barrier_timeout: float = 1.0  # ... or this long (what a limit makes them do)
 
 
 def _traced(name: str, tags: dict[str, str]):  # type: ignore[no-untyped-def]
+    buckets = ["all", *(f"{k}={v}" for k, v in tags.items())]
+
     @op(name=name, tags=tags, ins={"after": In(Nothing)})
-    def _op(config: TraceConfig) -> None:
-        _trace(config, name, config.hold)
+    def _op(config: GaugeConfig) -> None:
+        barrier = ("all", config.barrier, config.barrier_timeout)
+        with Gauge(config.dir).running(buckets, barrier):
+            pass
 
     return _op
 

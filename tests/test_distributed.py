@@ -18,6 +18,7 @@ from orchestrator.coordinator import Coordinator, cancel_run, launch_run
 from orchestrator.storage.redis import RedisInstance
 from tests import celery_jobs
 from tests.celery_support import Cluster
+from tests.gauge import Gauge
 
 BOUND = 90.0  # upper bound for anything the tests wait on; never reached when things work
 
@@ -70,20 +71,7 @@ def wait_finished(instance: RedisInstance, run_ids: list[str]) -> dict[str, RunS
 
 
 def traces(trace_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in trace_dir.glob("*.json")]
-
-
-def max_overlap(spans: list[dict[str, Any]]) -> int:
-    """Most spans open at once (an end at the same instant as a start closes first)."""
-    points = sorted(
-        [(s["start"], 1) for s in spans] + [(s["end"], -1) for s in spans],
-        key=lambda p: (p[0], p[1]),
-    )
-    level = peak = 0
-    for _, delta in points:
-        level += delta
-        peak = max(peak, level)
-    return peak
+    return [json.loads(p.read_text()) for p in trace_dir.glob("*.json") if p.name != "gauge.json"]
 
 
 def launch_many(
@@ -93,10 +81,14 @@ def launch_many(
     return [launch_run(recon, instance, run_config=cfg) for _ in range(count)]
 
 
-def trace_cfg(job: Any, trace_dir: Path, hold: float = 0.3) -> dict[str, Any]:
-    return {
-        "ops": {name: {"config": {"dir": str(trace_dir), "hold": hold}} for name in job.op_nodes}
-    }
+def trace_cfg(
+    job: Any, trace_dir: Path, hold: float = 0.3, barrier: int = 0, bucket: str = "all"
+) -> dict[str, Any]:
+    """Each op holds ``hold`` seconds; with ``barrier``, it first waits until ``barrier`` ops
+    run at once in the gauge's ``bucket`` (or a timeout), so bodies overlap whenever the
+    limits let them and a peak above the limit would show it."""
+    cfg = {"dir": str(trace_dir), "hold": hold, "barrier": barrier, "barrier_bucket": bucket}
+    return {"ops": {name: {"config": cfg} for name in job.op_nodes}}
 
 
 # -- cross-run limits --------------------------------------------------------------------------
@@ -109,14 +101,16 @@ def test_cross_run_limit_holds_across_six_runs(
     limiter.set_limit(TagConcurrencyLimit(key="database", value="redshift", limit=2))
     # When 6 runs of 3 redshift steps each are launched at once
     run_ids = launch_many(
-        instance, celery_jobs.redshift_job, 6, trace_cfg(celery_jobs.redshift_job, tmp_path)
+        instance,
+        celery_jobs.redshift_job,
+        6,
+        trace_cfg(celery_jobs.redshift_job, tmp_path, barrier=2),
     )
     statuses = wait_finished(instance, run_ids)
-    # Then all succeed, and the tagged steps' own timestamps show 2 at once, never more
+    # Then all succeed, and the tagged steps' own gauge shows 2 at once, never more
     assert set(statuses.values()) == {RunStatus.SUCCESS}
-    spans = traces(tmp_path)
-    assert len(spans) == 18
-    assert max_overlap(spans) == 2
+    assert len(traces(tmp_path)) == 18
+    assert Gauge(tmp_path).peaks()["database=redshift"] == 2
     waits = [
         e
         for r in run_ids
@@ -134,15 +128,15 @@ def test_cross_run_limit_per_unique_value(
         TagConcurrencyLimit(key="database", value={"applyLimitPerUniqueValue": True}, limit=1)
     )
     run_ids = launch_many(
-        instance, celery_jobs.unique_value_job, 3, trace_cfg(celery_jobs.unique_value_job, tmp_path)
+        instance,
+        celery_jobs.unique_value_job,
+        3,
+        trace_cfg(celery_jobs.unique_value_job, tmp_path, barrier=2),
     )
     assert set(wait_finished(instance, run_ids).values()) == {RunStatus.SUCCESS}
-    spans = traces(tmp_path)
-    by_value: dict[str, list[dict[str, Any]]] = {}
-    for span in spans:
-        by_value.setdefault(span["tags"]["database"], []).append(span)
-    assert {v: max_overlap(s) for v, s in by_value.items()} == {"a": 1, "b": 1}
-    assert max_overlap(spans) == 2  # different values do run side by side
+    peaks = Gauge(tmp_path).peaks()
+    assert peaks["database=a"] == 1 and peaks["database=b"] == 1
+    assert peaks["all"] == 2  # different values do run side by side
 
 
 def test_key_value_limit_beside_key_wide_limit(
@@ -150,17 +144,20 @@ def test_key_value_limit_beside_key_wide_limit(
 ) -> None:
     limiter.set_limit(TagConcurrencyLimit(key="database", limit=2))
     limiter.set_limit(TagConcurrencyLimit(key="database", value="redshift", limit=1))
+    cfg = {"barrier": 2, "bucket": "all"}
     run_ids = launch_many(
-        instance, celery_jobs.redshift_job, 2, trace_cfg(celery_jobs.redshift_job, tmp_path)
+        instance, celery_jobs.redshift_job, 2, trace_cfg(celery_jobs.redshift_job, tmp_path, **cfg)
     )
     run_ids += launch_many(
-        instance, celery_jobs.unique_value_job, 2, trace_cfg(celery_jobs.unique_value_job, tmp_path)
+        instance,
+        celery_jobs.unique_value_job,
+        2,
+        trace_cfg(celery_jobs.unique_value_job, tmp_path, **cfg),
     )
     assert set(wait_finished(instance, run_ids).values()) == {RunStatus.SUCCESS}
-    spans = traces(tmp_path)
-    redshift = [s for s in spans if s["tags"]["database"] == "redshift"]
-    assert max_overlap(redshift) == 1
-    assert max_overlap(spans) == 2
+    peaks = Gauge(tmp_path).peaks()
+    assert peaks["database=redshift"] == 1
+    assert peaks["all"] == 2
 
 
 # -- launched runs -----------------------------------------------------------------------------

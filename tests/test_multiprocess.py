@@ -2,45 +2,29 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from orchestrator import Instance, RunStatus, execute_job, reconstructable
 from tests import mp_jobs
+from tests.gauge import Gauge
 
 
-def intervals(trace_dir: Path) -> dict[str, tuple[float, float]]:
-    out = {}
-    for f in trace_dir.glob("*.json"):
-        data = json.loads(f.read_text())
-        out[f.stem] = (data["start"], data["end"])
-    return out
+def gauge_config(job_def, folder: Path) -> dict:  # type: ignore[no-untyped-def]
+    return {"ops": {name: {"config": {"dir": str(folder)}} for name in job_def.op_nodes}}
 
 
-def overlaps(a: tuple[float, float], b: tuple[float, float]) -> bool:
-    return a[0] < b[1] and b[0] < a[1]
-
-
-def trace_config(job_def, trace_dir: Path) -> dict:  # type: ignore[no-untyped-def]
-    return {"ops": {name: {"config": {"dir": str(trace_dir)}} for name in job_def.op_nodes}}
-
-
-def test_tag_limit_of_one_never_overlaps(tmp_path: Path) -> None:
-    # Given 4 ops tagged database=redshift under a limit of 1, with room for 4 processes
+def test_tag_limit_of_one_holds(tmp_path: Path) -> None:
+    # Given 4 ops tagged database=redshift under a limit of 1, with room for 4 processes,
+    # each waiting at a barrier until 2 bodies run at once (which a missing limit allows)
     result = execute_job(
         reconstructable(mp_jobs.redshift_limited),
-        run_config=trace_config(mp_jobs.redshift_limited, tmp_path),
+        run_config=gauge_config(mp_jobs.redshift_limited, tmp_path),
     )
-    # Then all succeed and no two of them ever ran at the same time (by their own clocks)
+    # Then all succeed, and the bodies' own gauge never saw two at once
     assert result.success
-    spans = intervals(tmp_path)
-    assert len(spans) == 4
-    names = sorted(spans)
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            assert not overlaps(spans[a], spans[b]), (a, b, spans)
+    assert Gauge(tmp_path).peaks() == {"all": 1, "database=redshift": 1}
     waits = [e for e in result.all_events if e.data.get("kind") == "waiting_for_slot"]
     assert waits and "database=redshift" in waits[0].message
 
@@ -48,13 +32,15 @@ def test_tag_limit_of_one_never_overlaps(tmp_path: Path) -> None:
 def test_limit_per_unique_value(tmp_path: Path) -> None:
     result = execute_job(
         reconstructable(mp_jobs.per_unique_value),
-        run_config=trace_config(mp_jobs.per_unique_value, tmp_path),
+        run_config=gauge_config(mp_jobs.per_unique_value, tmp_path),
     )
     assert result.success
-    spans = intervals(tmp_path)
-    # tagged_0/1 are redshift, tagged_2/3 postgres: same value never overlaps
-    assert not overlaps(spans["tagged_0"], spans["tagged_1"])
-    assert not overlaps(spans["tagged_2"], spans["tagged_3"])
+    # two redshift and two postgres bodies: one of each value at a time, side by side
+    assert Gauge(tmp_path).peaks() == {
+        "all": 2,
+        "database=redshift": 1,
+        "database=postgres": 1,
+    }
 
 
 def test_untagged_ops_run_in_parallel(tmp_path: Path) -> None:
@@ -159,15 +145,10 @@ def test_a_reused_child_killed_fails_only_its_step() -> None:
 def test_reused_processes_still_run_in_parallel_and_respect_limits(tmp_path: Path) -> None:
     cfg = {"ops": {n: {"config": {"dir": str(tmp_path)}} for n in ("left", "right")}, **REUSE}
     assert execute_job(reconstructable(mp_jobs.parallel_pair), run_config=cfg).success
-    limited = trace_config(mp_jobs.redshift_limited, tmp_path / "limited")
-    (tmp_path / "limited").mkdir()
+    limited = gauge_config(mp_jobs.redshift_limited, tmp_path / "limited")
     result = execute_job(reconstructable(mp_jobs.redshift_limited), run_config={**limited, **REUSE})
     assert result.success
-    spans = intervals(tmp_path / "limited")
-    names = sorted(spans)
-    assert all(
-        not overlaps(spans[a], spans[b]) for i, a in enumerate(names) for b in names[i + 1 :]
-    )
+    assert Gauge(tmp_path / "limited").peaks() == {"all": 1, "database=redshift": 1}
 
 
 def test_run_cancel_stops_a_multiprocess_run(

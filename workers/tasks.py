@@ -25,6 +25,7 @@ from celery.exceptions import Reject
 
 from orchestrator.definitions.reconstruct import CodeLocation, JobPointer, load_job
 from orchestrator.distributed.attempts import AttemptRegistry
+from orchestrator.distributed.messages import StepMessage
 from orchestrator.errors import OrchestratorError
 from orchestrator.execution.context import RunContext
 from orchestrator.execution.events import STEP_TERMINAL, ErrorInfo, Event, EventType, make_event
@@ -88,25 +89,36 @@ class WorkerRuntime:
             )
         return self._limiter
 
-    def plan(self, run_id: str) -> ExecutionPlan:
-        if run_id not in self._plans:
-            text = self.instance.client.get(self.keys.run_plan(run_id))
+    def plan(self, message: StepMessage) -> ExecutionPlan:
+        """The run's plan, cached by digest: the runs of one job with the same config share
+        one plan, read and parsed once per process."""
+        key = message.plan or message.run_id
+        if key not in self._plans:
+            if message.plan:
+                text = self.instance.plan_json_by_digest(message.plan)
+            else:
+                text = self.instance.plan_json(message.run_id)
             if not text:
-                raise LookupError(f"no stored plan for run {run_id}")
-            _remember(self._plans, run_id, ExecutionPlan.from_json(str(text)))
-        return self._plans[run_id]
+                raise LookupError(f"no stored plan for run {message.run_id}")
+            _remember(self._plans, key, ExecutionPlan.from_json(text))
+        return self._plans[key]
 
-    def run_record(self, run_id: str) -> Any:
-        if run_id not in self._runs:
-            _remember(self._runs, run_id, self.instance.get_run(run_id))
-        return self._runs[run_id]
+    def input_values(self, message: StepMessage) -> dict[str, Any]:
+        """The run's input values (read from its record only when it has some)."""
+        if not message.has_input_values:
+            return {}
+        if message.run_id not in self._runs:
+            _remember(self._runs, message.run_id, self.instance.get_run(message.run_id))
+        record = self._runs[message.run_id]
+        return dict(record.extra.get("input_values") or {}) if record else {}
 
 
-CACHED_RUNS = 64  # plans and run records kept per worker process (most recent runs)
+CACHED_RUNS = 64  # plans and run records kept per worker process (most recently used)
 
 
 def _remember(cache: OrderedDict[str, Any], key: str, value: Any) -> None:
     cache[key] = value
+    cache.move_to_end(key)
     while len(cache) > CACHED_RUNS:
         cache.popitem(last=False)
 
@@ -218,14 +230,15 @@ def run_step_message(message: dict[str, Any]) -> str:
 _claimed: dict[str, bool] = {}
 
 
-def _run_step_message(message: dict[str, Any]) -> str:
+def _run_step_message(raw: dict[str, Any]) -> str:
     rt = runtime()
-    attempt_id: str = message["attempt_id"]
-    run_id: str = message["run_id"]
-    step_key: str = message["step_key"]
-    attempt: int = message["attempt"]
+    message = StepMessage.from_dict(raw)
+    attempt_id = message.attempt_id
+    run_id = message.run_id
+    step_key = message.step_key
+    attempt = message.attempt
     token = uuid.uuid4().hex
-    pointer = JobPointer.from_dict(message["pointer"])
+    pointer = JobPointer.from_dict(message.pointer)
     if not _location_allowed(rt, pointer.location):
         allowed = ", ".join(str(loc) for loc in rt.locations) or "none"
         text = (
@@ -240,8 +253,8 @@ def _run_step_message(message: dict[str, Any]) -> str:
                 attempt_id, token, _failure(run_id, step_key, attempt, "CodeLocationRejected", text)
             )
         return "rejected"
-    lease_token = message.get("lease_token")
-    if lease_token and not rt.limiter.confirm(attempt_id, int(lease_token), rt.worker_id):
+    lease_token = message.lease_token
+    if lease_token and not rt.limiter.confirm(attempt_id, lease_token, rt.worker_id):
         if rt.attempts.settle(attempt_id, "canceled"):
             rt.instance.store_event(
                 make_event(
@@ -269,9 +282,15 @@ def _run_step_message(message: dict[str, Any]) -> str:
     _claimed[attempt_id] = True
     held: list[Event] = []  # outputs travel with the final event: one round trip
 
+    def release_slots(pipe: Any) -> None:
+        # The step is over: its slots go to the next waiter now, in the same round trip,
+        # rather than once its coordinator has read the result.
+        rt.limiter.queue_release(pipe, attempt_id, lease_token)
+
     def report(event: Event) -> None:
         if event.event_type_value in _ENDS_ATTEMPT:
-            finished = rt.attempts.finish(attempt_id, token, event, held)
+            also = release_slots if lease_token else None
+            finished = rt.attempts.finish(attempt_id, token, event, held, also)
             held.clear()
             if finished is None:  # no hooks, no more events: a newer attempt owns the step
                 raise AttemptTakenAway(attempt_id)
@@ -281,17 +300,16 @@ def _run_step_message(message: dict[str, Any]) -> str:
             rt.instance.store_event(event)
 
     beats = heartbeats(rt)
-    beats.add(attempt_id, token, int(lease_token) if lease_token else None)
+    beats.add(attempt_id, token, lease_token)
     try:
-        record = rt.run_record(run_id)
         ctx = RunContext(
             run_id=run_id,
             job=load_job(pointer),
-            plan=rt.plan(run_id),
-            run_tags=dict(record.tags) if record else {},
+            plan=rt.plan(message),
+            run_tags=message.run_tags,
             emit=report,
-            input_values=(record.extra.get("input_values") or {}) if record else {},
-            retries_enabled=bool(message.get("retries_enabled", True)),
+            input_values=rt.input_values(message),
+            retries_enabled=message.retries_enabled,
             loggers=[logging.getLogger("orchestrator")],
             instance=rt.instance,
         )

@@ -223,8 +223,7 @@ def _stored_plan(instance: Instance, run_id: str) -> str | None:
 
     if not isinstance(instance, RedisInstance):
         return None
-    text = instance.client.get(instance.keys.run_plan(run_id))
-    return str(text) if text else None
+    return instance.plan_json(run_id)
 
 
 def _driver_note(instance: Instance, record: RunRecord) -> str | None:

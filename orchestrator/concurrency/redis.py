@@ -5,9 +5,9 @@ Limits are deployment-wide: ``{key, value?, limit}`` definitions in one Redis ha
 need at once (all or nothing) under a *lease* named by its attempt id and renewed while the step
 is queued or running; waiters are admitted per limit in order of priority, then arrival. Every
 change is one atomic Lua script (``concurrency/lua/*.lua``; ``_lib.lua`` states the key schema)
-timed by Redis ``TIME``. Releasing a slot grants the next waiters in the same script and appends
-a ``slot_granted`` engine event to each one's run event stream, so its coordinator (blocked on
-that stream) wakes at once.
+timed by Redis ``TIME``. Releasing a slot grants the next waiters in the same script, appends
+a ``slot_granted`` engine event to each one's run event stream and rings the bell of the
+process driving that run (``orchestrator.distributed.pump``), so it goes on at once.
 
 Each grant carries a *fencing token* (a counter): release, renew and confirm need it, so a
 stale holder whose lease expired can never free or extend a newer holder's slot. Redis
@@ -188,7 +188,7 @@ class RedisLimiter:
             self.keys.limit_fence,
         ]
         head, tail = self.keys.run_events_parts()
-        self._fixed_args = [self.keys.limits_base, head, tail]
+        self._fixed_args = [self.keys.limits_base, head, tail, self.keys.run_bell_tail()]
         self._cache: tuple[float, list[TagConcurrencyLimit]] | None = None
 
     @classmethod
@@ -302,6 +302,10 @@ class RedisLimiter:
         """Free the lease's slots (or withdraw a waiting lease with token 0) if ``token`` is
         its fencing token; the next waiters are granted at once. False: gone or stale."""
         return int(self._run("release", lease_id, int(token))) == 1
+
+    def queue_release(self, pipe: Any, lease_id: str, token: int) -> None:
+        """Queue :meth:`release` on ``pipe`` (one reply: 1 released, 0 gone or stale)."""
+        self._run("release", lease_id, int(token), client=pipe)
 
     def renew(
         self,

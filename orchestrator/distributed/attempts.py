@@ -9,6 +9,7 @@ the claiming worker's *running* attempt can report its outcome (``finish.lua``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,15 +113,29 @@ class AttemptRegistry:
         return bool(self._beat(keys=keys, args=[token, int(ttl * 1000)]))
 
     def finish(
-        self, attempt_id: str, token: str, event: Event, held: list[Event] | None = None
+        self,
+        attempt_id: str,
+        token: str,
+        event: Event,
+        held: list[Event] | None = None,
+        also: Callable[[Any], None] | None = None,
     ) -> str | None:
         """Append ``held`` events then the attempt's final ``event``, unless the attempt is no
-        longer ours (then nothing is appended and None is returned)."""
+        longer ours (then nothing is appended and None is returned). ``also`` queues more
+        commands on the same round trip (after the finish)."""
         keys = [
             self.keys.attempt(attempt_id),
             self.keys.attempt_heartbeat(attempt_id),
             self.keys.run_events(event.run_id),
+            self.keys.run_bell(event.run_id),
         ]
         payload = [json.dumps(e.to_dict()) for e in [*(held or []), event]]
-        reply = self._finish(keys=keys, args=[token, *payload])
+        args = [token, event.run_id, *payload]
+        if also is None:
+            reply = self._finish(keys=keys, args=args)
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            self._finish(keys=keys, args=args, client=pipe)
+            also(pipe)
+            reply = pipe.execute()[0]
         return str(reply) if reply else None

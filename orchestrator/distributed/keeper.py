@@ -48,7 +48,6 @@ class LeaseKeeper:
         self.interval = interval
         self._held: dict[int, _Held] = {}
         self._lock = threading.Lock()
-        self._round = threading.Lock()  # held during a renewal round
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -71,9 +70,9 @@ class LeaseKeeper:
         return id(held)
 
     def unregister(self, handle: int) -> None:
-        """Stop renewing; returns once no renewal round still uses the registration (so a
-        released ownership is never renewed back)."""
-        with self._round, self._lock:
+        """Stop renewing. (A round already under way may still renew once: harmless, since
+        a released ownership or lease cannot be renewed back.)"""
+        with self._lock:
             self._held.pop(handle, None)
 
     def stop(self) -> None:
@@ -88,26 +87,25 @@ class LeaseKeeper:
 
     def renew_once(self) -> None:
         """One renewal round (also callable directly, e.g. by tests)."""
-        with self._round:
-            with self._lock:
-                held = list(self._held.values())
-            if not held:
-                return
-            pipe = self.limiter.client.pipeline(transaction=False)
-            plan: list[tuple[_Held, list[tuple[str, int]]]] = []
-            for item in held:
-                leases = item.arbiter.renewals() if item.arbiter is not None else []
-                if leases:
-                    assert item.arbiter is not None
-                    self.limiter.queue_renewals(pipe, leases, owner=item.arbiter.worker)
-                if item.ownership is not None:
-                    item.ownership.queue_renew(pipe)
-                plan.append((item, leases))
-            self.limiter.queue_sweep(pipe)
-            replies = iter(pipe.execute())
-            for item, leases in plan:
-                codes = [int(next(replies)) for _ in leases]
-                if leases and item.arbiter is not None:
-                    item.arbiter.renewed(leases, codes)  # a grant found here wakes the run
-                if item.ownership is not None and not item.ownership.renewed(next(replies)):
-                    item.wake()  # another owner has the run: its driver must stop
+        with self._lock:
+            held = list(self._held.values())
+        if not held:
+            return
+        pipe = self.limiter.client.pipeline(transaction=False)
+        plan: list[tuple[_Held, list[tuple[str, int]]]] = []
+        for item in held:
+            leases = item.arbiter.renewals() if item.arbiter is not None else []
+            if leases:
+                assert item.arbiter is not None
+                self.limiter.queue_renewals(pipe, leases, owner=item.arbiter.worker)
+            if item.ownership is not None:
+                item.ownership.queue_renew(pipe)
+            plan.append((item, leases))
+        self.limiter.queue_sweep(pipe)
+        replies = iter(pipe.execute())
+        for item, leases in plan:
+            codes = [int(next(replies)) for _ in leases]
+            if leases and item.arbiter is not None:
+                item.arbiter.renewed(leases, codes)  # a grant found here wakes the run
+            if item.ownership is not None and not item.ownership.renewed(next(replies)):
+                item.wake()  # another owner has the run: its driver must stop

@@ -1,16 +1,21 @@
-"""One blocking stream read for every run a process drives.
+"""How the runs a process drives hear what other processes write to their streams.
 
 A run driver on a shared instance learns what happens elsewhere from its run's event stream:
 the events its steps append on Celery workers, ``slot_granted`` events written by the
 concurrency limiter when another run frees a slot, and ``cancel_requested`` events written by
-``orchestrator run cancel``. Rather than one blocking ``XREAD`` per run (one thread and one
-connection each), a process has one :class:`StreamPump`: a thread that reads every subscribed
-run stream with a single ``XREAD BLOCK`` and hands each run's new events to its
-:class:`Inbox`, which the run's driver waits on. A new subscription wakes a pump blocked on the
-others by appending to a small wake stream of its own (``RedisKeys.pump_wake``).
+``orchestrator run cancel``. Reading every driven run's stream with one blocking ``XREAD`` costs
+a command as long as the number of runs at every wake-up; instead each process has a *bell*:
+a small stream of its own (``RedisKeys.pump_bell``) that its :class:`StreamPump` blocks on. A
+driven run's *bell pointer* (``RedisKeys.run_bell``) names that bell, and whoever appends an
+event the driver must see rings it, in the same script (``finish.lua``, the limiter's grants,
+``ring.lua`` for cancel requests): an entry naming the run. The pump then reads just the rung
+runs' streams, in one round trip, and hands each run's new events to its :class:`Inbox`, which
+the run's driver waits on (or which pokes the scheduler driving it).
 
-The pump reads with the instance's client, so it rides out Redis outages like everything else
-(``orchestrator.redis_client``) and goes on from each stream's last id when the server is back.
+A ring can miss (a writer that read the bell pointer just before another process adopted the
+run): the pump also reads every subscribed stream once per sweep interval, so nothing waits
+longer than that. The pump reads with the instance's client, so it rides out Redis outages like
+everything else (``orchestrator.redis_client``) and goes on from each stream's last id.
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
 
+from orchestrator import lua
 from orchestrator.execution.events import Event
 from orchestrator.redis_client import MAX_BLOCK_SECONDS
 from orchestrator.redis_keys import RedisKeys
@@ -33,7 +40,14 @@ from orchestrator.redis_keys import RedisKeys
 log = logging.getLogger("orchestrator.pump")
 
 READ_COUNT = 1000  # entries read per stream per call
-WAKE_TTL_SECONDS = 24 * 3600
+BELL_TTL_SECONDS = 7 * 24 * 3600
+
+
+def ring(client: redis.Redis, keys: RedisKeys, run_id: str) -> bool:
+    """Ring the bell of the process driving ``run_id`` (``ring.lua``), after appending an
+    event its driver must see. False when no process has claimed the run's bell."""
+    script = lua.script(client, "orchestrator.distributed", "ring")
+    return bool(script(keys=[keys.run_bell(run_id)], args=[run_id]))
 
 
 class Inbox:
@@ -41,12 +55,24 @@ class Inbox:
 
     Args:
         run_id: the run.
-        kinds: only ENGINE_EVENTs of these kinds are kept (None: every event).
+        types: event types kept (``STEP_SUCCESS``, ...).
+        kinds: ENGINE_EVENT kinds kept (``slot_granted``, ...).
+        on_poke: called (from the poking thread) whenever the inbox is poked, for drivers
+            that are not blocked on :meth:`wait` (a scheduler driving many runs).
     """
 
-    def __init__(self, run_id: str, kinds: frozenset[str] | None = None):
+    def __init__(
+        self,
+        run_id: str,
+        types: frozenset[str] = frozenset(),
+        kinds: frozenset[str] = frozenset(),
+        on_poke: Callable[[], None] | None = None,
+    ):
         self.run_id = run_id
+        self.types = types
         self.kinds = kinds
+        self.on_poke = on_poke
+        self._needles = tuple(f'{word}"' for word in (*types, *kinds))
         self.cursor = "0-0"  # id of the last entry the pump read for this run (pump thread)
         self._events: list[Event] = []
         self._poked = False
@@ -54,12 +80,18 @@ class Inbox:
         self._pipe: tuple[int, int] | None = None  # for select()-style waits (fileno)
 
     def wants(self, raw: str) -> bool:
-        """Cheap pre-filter on an entry's JSON text before decoding it."""
-        return self.kinds is None or any(f'"{kind}"' in raw for kind in self.kinds)
+        """Cheap pre-filter on an entry's JSON text, before decoding it (most entries of a
+        run's stream are of no interest to its driver: starts, logs, its own records)."""
+        return any(needle in raw for needle in self._needles)
 
     def put(self, events: Iterable[Event]) -> None:
         """Add events (pump thread)."""
-        kept = [e for e in events if self.kinds is None or e.data.get("kind") in self.kinds]
+        kept = [
+            e
+            for e in events
+            if e.event_type_value in self.types
+            or (e.event_type_value == "ENGINE_EVENT" and e.data.get("kind") in self.kinds)
+        ]
         if kept:
             with self._cond:
                 self._events.extend(kept)
@@ -74,6 +106,8 @@ class Inbox:
         if pipe is not None:
             with contextlib.suppress(BlockingIOError):  # full: readable already
                 os.write(pipe[1], b"x")
+        if self.on_poke is not None:
+            self.on_poke()
 
     def wait(self, timeout: float | None) -> bool:
         """Block until events arrive or someone pokes, at most ``timeout`` seconds (None:
@@ -117,108 +151,108 @@ class Inbox:
 
 
 class StreamPump:
-    """Reads many run streams with one blocking call (see the module docstring).
+    """Hands driven runs the events other processes append to their streams (see the module
+    docstring).
 
     Args:
         client: redis-py client (``decode_responses=True``).
         keys: key builder.
+        sweep_interval: seconds between reads of every subscribed stream (the safety net for
+            a missed ring).
     """
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys):
+    def __init__(self, client: redis.Redis, keys: RedisKeys, sweep_interval: float = 5.0):
         self.client = client
         self.keys = keys
+        self.sweep_interval = sweep_interval
         self.id = uuid.uuid4().hex[:12]
-        self._wake_key = keys.pump_wake(self.id)
-        self._wake_cursor = "0-0"
-        self._subs: dict[str, Inbox] = {}  # stream key -> inbox
+        self.bell = keys.pump_bell(self.id)
+        self._bell_cursor = "0-0"
+        self._subs: dict[str, Inbox] = {}  # run id -> inbox
         self._cond = threading.Condition()
-        self._reading = False  # an XREAD is (about to be) blocked with the current streams
-        self._wake_sent = False
         self._stopped = False
         self._thread: threading.Thread | None = None
 
     def subscribe(self, inbox: Inbox, after: str | None) -> Inbox:
         """Deliver the run's events stored after stream id ``after`` (None: from the start)
-        to ``inbox`` until :meth:`unsubscribe`."""
+        to ``inbox`` until :meth:`unsubscribe`. The run's bell pointer names this pump's bell
+        from now on, and the run's stream is read at once (ringing our own bell)."""
         inbox.cursor = after or "0-0"
         with self._cond:
-            self._subs[self.keys.run_events(inbox.run_id)] = inbox
+            self._subs[inbox.run_id] = inbox
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._serve, daemon=True, name=f"orchestrator-pump-{self.id}"
                 )
                 self._thread.start()
             self._cond.notify_all()
-            wake = self._reading and not self._wake_sent
-            if wake:
-                self._wake_sent = True
-        if wake:
-            self._wake()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self.keys.run_bell(inbox.run_id), self.bell, ex=BELL_TTL_SECONDS)
+        pipe.xadd(self.bell, {"r": inbox.run_id}, maxlen=10000, approximate=True)
+        pipe.expire(self.bell, BELL_TTL_SECONDS)
+        pipe.execute()
         return inbox
 
     def unsubscribe(self, inbox: Inbox) -> None:
         with self._cond:
-            key = self.keys.run_events(inbox.run_id)
-            if self._subs.get(key) is inbox:
-                del self._subs[key]
+            if self._subs.get(inbox.run_id) is inbox:
+                del self._subs[inbox.run_id]
         inbox.close()
 
     def stop(self) -> None:
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
-            wake = self._reading
-        if wake:
-            self._wake()
-
-    def _wake(self) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.xadd(self._wake_key, {"w": "1"}, maxlen=16, approximate=True)
-        pipe.expire(self._wake_key, WAKE_TTL_SECONDS)
-        pipe.execute()
+        with contextlib.suppress(redis.RedisError):
+            self.client.xadd(self.bell, {"r": ""}, maxlen=10000, approximate=True)
 
     def _serve(self) -> None:
+        next_sweep = time.monotonic() + self.sweep_interval
         while True:
             with self._cond:
                 while not self._subs and not self._stopped:
                     self._cond.wait()
                 if self._stopped:
                     return
-                streams = {key: inbox.cursor for key, inbox in self._subs.items()}
-                streams[self._wake_key] = self._wake_cursor
-                self._reading = True
             try:
-                reply = self.client.xread(
-                    streams,  # type: ignore[arg-type]
-                    count=READ_COUNT,
-                    block=int(MAX_BLOCK_SECONDS * 1000),
+                block = max(0.0, min(next_sweep - time.monotonic(), MAX_BLOCK_SECONDS))
+                reply: Any = self.client.xread(
+                    {self.bell: self._bell_cursor}, count=READ_COUNT, block=int(block * 1000)
                 )
+                rung: set[str] = set()
+                for _, entries in reply or []:
+                    if entries:
+                        self._bell_cursor = entries[-1][0]
+                        rung.update(fields.get("r", "") for _, fields in entries)
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + self.sweep_interval
+                    with self._cond:
+                        rung = set(self._subs)  # the safety net: every stream
+                self._read(rung)
             except redis.RedisError:  # not an outage (those are waited out in the client)
                 log.exception("reading run event streams failed; reading again in 1 s")
-                reply = []
                 with self._cond:
                     self._cond.wait(1.0)
-            finally:
-                with self._cond:
-                    self._reading = False
-                    self._wake_sent = False
-            self._deliver(reply or [])
 
-    def _deliver(self, reply: Any) -> None:
-        for key, entries in reply:
+    def _read(self, run_ids: set[str]) -> None:
+        """Read the new entries of these runs' streams (one round trip) and deliver them."""
+        with self._cond:
+            inboxes = [self._subs[r] for r in run_ids if r in self._subs]
+        if not inboxes:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for inbox in inboxes:
+            pipe.xrange(
+                self.keys.run_events(inbox.run_id), min=f"({inbox.cursor}", count=READ_COUNT
+            )
+        for inbox, entries in zip(inboxes, pipe.execute(), strict=True):
             if not entries:
                 continue
-            if key == self._wake_key:
-                self._wake_cursor = entries[-1][0]
-                continue
-            with self._cond:
-                inbox = self._subs.get(key)
-            if inbox is None:
-                continue  # unsubscribed meanwhile
-            events = [
+            inbox.cursor = entries[-1][0]
+            inbox.put(
                 Event.from_dict(json.loads(fields["e"]))
                 for _, fields in entries
                 if inbox.wants(fields["e"])
-            ]
-            inbox.cursor = entries[-1][0]
-            inbox.put(events)
+            )
+            if len(entries) == READ_COUNT:
+                self._read({inbox.run_id})  # more than one read's worth

@@ -50,7 +50,7 @@ class RunServices:
         self.attempts = AttemptRegistry(client, keys)
         self.workers = WorkerRegistry(client, keys, settings.lease_seconds)
         self.keeper = LeaseKeeper(self.limiter, renewal_interval(settings))
-        self.pump = StreamPump(client, keys)
+        self.pump = StreamPump(client, keys, renewal_interval(settings))
 
     def close(self) -> None:
         self.keeper.stop()

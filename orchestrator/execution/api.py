@@ -69,9 +69,11 @@ def prepare_run(
     pointer: Mapping[str, Any] | None = None,
     parent: ParentRun | None = None,
     in_memory_io: bool = False,
+    store: bool = True,
 ) -> PreparedRun:
-    """Validate and plan a run and store it as QUEUED. Bad input raises before anything is
-    stored (ConfigError, SelectionError, MissingInputError, ResourceNotFoundError, ...)."""
+    """Validate and plan a run and store it as QUEUED (unless ``store`` is False: the caller
+    stores it). Bad input raises before anything is stored (ConfigError, SelectionError,
+    MissingInputError, ResourceNotFoundError, ...)."""
     if op_selection:
         job = job.get_subset(op_selection)
     resource_defs = {**job.resource_defs, **as_resource_definitions(resources)}
@@ -97,7 +99,8 @@ def prepare_run(
         parent_run_id=parent.run_id if parent else None,
         root_run_id=(parent_record.root_run_id or parent_record.run_id) if parent_record else None,
     )
-    instance.create_run(record)
+    if store:
+        instance.create_run(record)
     return PreparedRun(job, plan, resolved, record, resource_defs)
 
 

@@ -30,7 +30,18 @@ if TYPE_CHECKING:
     from orchestrator.distributed.ownership import RunOwnership
     from orchestrator.distributed.services import RunServices
 
+# What a driver takes from its run's stream: grants and cancel requests always; and, when the
+# steps report through the stream (Celery), the events that move the loop.
 CONTROL_KINDS = frozenset({SLOT_GRANTED, CANCEL_REQUESTED})
+STEP_EVENT_TYPES = frozenset(
+    t.value
+    for t in (
+        EventType.STEP_OUTPUT,
+        EventType.STEP_SUCCESS,
+        EventType.STEP_FAILURE,
+        EventType.STEP_UP_FOR_RETRY,
+    )
+)
 CANCEL_CHECK_SECONDS = 0.5
 
 
@@ -68,12 +79,14 @@ class _SharedLinks:
         executor: Executor,
         ownership: RunOwnership | None,
         cursor: str | None,
+        on_poke: Callable[[], None] | None,
     ):
         from orchestrator.concurrency.redis_arbiter import RedisArbiter
         from orchestrator.distributed.pump import Inbox
 
         self.services = services
-        self.inbox = Inbox(ctx.run_id, None if executor.events_via_stream else CONTROL_KINDS)
+        types = STEP_EVENT_TYPES if executor.events_via_stream else frozenset()
+        self.inbox = Inbox(ctx.run_id, types, CONTROL_KINDS, on_poke)
         self.arbiter: RedisArbiter = RedisArbiter(
             services.limiter, ctx.run_id, worker=services.renewer, on_grant=self.inbox.poke
         )
@@ -95,6 +108,7 @@ def _links(
     instance: Instance,
     ownership: RunOwnership | None,
     cursor: str | None,
+    on_poke: Callable[[], None] | None,
 ) -> _SharedLinks | None:
     from orchestrator.storage.redis import RedisInstance
 
@@ -102,7 +116,167 @@ def _links(
         return None
     from orchestrator.distributed.services import services_for
 
-    return _SharedLinks(services_for(instance), ctx, executor, ownership, cursor)
+    return _SharedLinks(services_for(instance), ctx, executor, ownership, cursor, on_poke)
+
+
+class RunDriver:
+    """Drives one run a move at a time, so one thread can drive one run or many.
+
+    Use: :meth:`begin`; then :meth:`advance` whenever something may have changed (the
+    executor's :meth:`~Executor.wait` returned events, handed over with :meth:`absorb`; the
+    run's inbox was poked; the deadline the last :meth:`advance` returned has passed); once
+    :attr:`finished` or :attr:`abandoned`, :meth:`end`. If anything raises, :meth:`fail`.
+    :func:`drive_run` does this in a loop for one run; a coordinator's run scheduler
+    (``orchestrator.distributed.scheduler``) does it for many runs in one thread.
+
+    Args: as :func:`drive_run`, and ``on_poke``: called (from any thread) when the run's inbox
+    gets something, instead of waking a thread blocked on it.
+    """
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        executor: Executor,
+        instance: Instance,
+        *,
+        loop: ExecutionLoop | None = None,
+        clock: Callable[[], float] = time.time,
+        should_cancel: Callable[[], bool] | None = None,
+        ownership: RunOwnership | None = None,
+        resume: bool = False,
+        max_lost_attempts: int = 3,
+        on_poke: Callable[[], None] | None = None,
+    ):
+        self.ctx = ctx
+        self.executor = executor
+        self.instance = instance
+        self.loop = loop
+        self.clock = clock
+        self.should_cancel = should_cancel
+        self.ownership = ownership
+        self.resume = resume
+        self.max_lost_attempts = max_lost_attempts
+        self.on_poke = on_poke
+        self.finished = False  # every step is done (or the run was canceled and drained)
+        self.abandoned = False  # another coordinator took the run over
+        self._links: _SharedLinks | None = None
+        self._arbiter: SlotArbiter | None = None
+        self._started = 0.0
+        self._next_cancel_check = 0.0
+
+    def begin(self) -> None:
+        """Record the run's start (or resumption) and start the executor."""
+        ctx, instance, executor = self.ctx, self.instance, self.executor
+        if self.resume:
+            note = "Resuming the run from its event log"
+            instance.store_event(make_event(EventType.ENGINE_EVENT, ctx.run_id, note))
+            cursor = ctx.event_cursor
+        else:
+            start = make_event(
+                EventType.RUN_START,
+                ctx.run_id,
+                f"Started execution of run for {ctx.plan.job_name!r}",
+            )
+            cursor = str(instance.store_event(start))
+        self._started = time.perf_counter()
+        self._links = _links(ctx, executor, instance, self.ownership, cursor, self.on_poke)
+        arbiter = executor.make_arbiter(ctx)
+        if self._links is not None:
+            arbiter = ChainedArbiter(arbiter, self._links.arbiter)
+        elif self.should_cancel is None:
+            self.should_cancel = _status_check(instance, ctx.run_id)
+        self._arbiter = arbiter
+        if self.loop is None:
+            self.loop = ExecutionLoop(ctx.plan, ctx.run_id, arbiter, self.max_lost_attempts)
+        else:
+            self.loop.attach_arbiter(arbiter)
+        executor.inbox = self._links.inbox if self._links is not None else None
+        executor.start(ctx)
+        if self.resume:
+            executor.adopt_in_flight(self.loop.in_flight_launches())
+
+    def advance(self) -> float | None:
+        """Take in what changed, then let the loop decide and carry its decisions out.
+
+        Returns the ``time.monotonic()`` by which to call again (a retry delay, a periodic
+        check), or None when only new events or a poke can change anything.
+        """
+        loop, executor = self.loop, self.executor
+        assert loop is not None
+        if self.ownership is not None and self.ownership.lost:
+            loop.abandoned = self.abandoned = True
+            executor.detach()
+            return None
+        if self._links is not None:
+            _take_from_stream(self._links, executor, loop)
+        now = time.monotonic()
+        if self.should_cancel is not None and now >= self._next_cancel_check:
+            self._next_cancel_check = now + CANCEL_CHECK_SECONDS
+            if not loop.canceled and self.should_cancel():
+                loop.cancel()
+        for step_key, attempt_id, reason in executor.lost_attempts():
+            if attempt_id in loop.in_flight_attempts():
+                self.instance.store_event(
+                    loop.attempt_lost(step_key, attempt_id, reason, self.clock())
+                )
+        tick = loop.tick(self.clock())
+        if tick.terminate:
+            executor.terminate(tick.terminate)
+        # Launch first: storing the loop's own events (one batch) then overlaps the steps'
+        # start. Replay tolerates a worker's events logged before the launch record.
+        for launch in tick.launch:
+            executor.launch(launch)
+        if tick.events:
+            self.instance.store_events(tick.events)
+        if tick.done:
+            self.finished = True
+            return None
+        deadlines = []
+        if tick.wake_at is not None:
+            deadlines.append(now + max(0.0, tick.wake_at - self.clock()))
+        if self.should_cancel is not None and not loop.canceled:
+            deadlines.append(self._next_cancel_check)
+        poll = executor.poll()
+        if poll is not None:
+            deadlines.append(now + poll)
+        return min(deadlines, default=None)
+
+    def absorb(self, events: list[Event]) -> None:
+        """Hand the loop events the executor's :meth:`~Executor.wait` returned."""
+        assert self.loop is not None
+        for event in events:
+            if not self.executor.stores_events:
+                self.instance.store_event(event)
+            self.loop.handle(event)
+
+    def end(self) -> ExecutionLoop:
+        """Collect the steps' last events, release everything, and record how the run
+        ended (nothing is recorded for an abandoned run: its new owner goes on with it)."""
+        assert self.loop is not None
+        if not self.abandoned:
+            self.absorb(self.executor.finish())  # e.g. hooks of steps whose process is ending
+        self._close()
+        if not self.abandoned:
+            duration = round((time.perf_counter() - self._started) * 1000, 3)
+            self.instance.store_event(_end_event(self.ctx, self.loop, duration))
+        return self.loop
+
+    def fail(self, exc: BaseException) -> None:
+        """The machinery failed (not an op): fail the run with the error and release
+        everything (queued Celery steps are revoked, slots freed)."""
+        try:
+            fail_run(self.instance, self.ctx.run_id, exc)
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        self.executor.close()
+        if self._links is not None:
+            self._links.close(abandoned=self.abandoned)
+            self._links = None
+        if self._arbiter is not None:
+            self._arbiter.close()
+            self._arbiter = None
 
 
 def drive_run(
@@ -117,7 +291,7 @@ def drive_run(
     resume: bool = False,
     max_lost_attempts: int = 3,
 ) -> ExecutionLoop:
-    """Run ``ctx``'s plan to the end on ``executor``; returns the finished loop.
+    """Run ``ctx``'s plan to the end on ``executor`` in this thread; returns the finished loop.
 
     The run's status follows from the events stored: RUN_START, then RUN_SUCCESS,
     RUN_FAILURE or RUN_CANCELED. An error in the machinery itself (not in an op) fails the
@@ -134,80 +308,29 @@ def drive_run(
         resume: the run was started before (its RUN_START is stored).
         max_lost_attempts: attempts lost to dead workers before a step fails.
     """
-    store: Callable[[Event], object] = instance.store_event
-    if resume:
-        store(make_event(EventType.ENGINE_EVENT, ctx.run_id, "Resuming the run from its event log"))
-        cursor = ctx.event_cursor
-    else:
-        start = make_event(
-            EventType.RUN_START, ctx.run_id, f"Started execution of run for {ctx.plan.job_name!r}"
-        )
-        cursor = str(store(start))
-    started = time.perf_counter()
-    links: _SharedLinks | None = None
-    arbiter: SlotArbiter | None = None
+    driver = RunDriver(
+        ctx,
+        executor,
+        instance,
+        loop=loop,
+        clock=clock,
+        should_cancel=should_cancel,
+        ownership=ownership,
+        resume=resume,
+        max_lost_attempts=max_lost_attempts,
+    )
     try:
-        links = _links(ctx, executor, instance, ownership, cursor)
-        arbiter = executor.make_arbiter(ctx)
-        if links is not None:
-            arbiter = ChainedArbiter(arbiter, links.arbiter)
-        elif should_cancel is None:
-            should_cancel = _status_check(instance, ctx.run_id)
-        if loop is None:
-            loop = ExecutionLoop(ctx.plan, ctx.run_id, arbiter, max_lost_attempts)
-        else:
-            loop.attach_arbiter(arbiter)
-        executor.inbox = links.inbox if links is not None else None
-        executor.start(ctx)
-        if resume:
-            executor.adopt_in_flight(loop.in_flight_launches())
-        next_check = 0.0
+        driver.begin()
         while True:
-            if ownership is not None and ownership.lost:
-                loop.abandoned = True
-                executor.detach()
-                return loop
-            if should_cancel is not None and time.monotonic() >= next_check:
-                next_check = time.monotonic() + CANCEL_CHECK_SECONDS
-                if not loop.canceled and should_cancel():
-                    loop.cancel()
-            for step_key, attempt_id, reason in executor.lost_attempts():
-                if attempt_id in loop.in_flight_attempts():
-                    store(loop.attempt_lost(step_key, attempt_id, reason, clock()))
-            tick = loop.tick(clock())
-            if tick.terminate:
-                executor.terminate(tick.terminate)
-            # Launch first: storing the loop's own events (one batch) then overlaps the steps'
-            # start. Replay tolerates a worker's events logged before the launch record.
-            for launch in tick.launch:
-                executor.launch(launch)
-            if tick.events:
-                instance.store_events(tick.events)
-            if tick.done:
+            deadline = driver.advance()
+            if driver.finished or driver.abandoned:
                 break
-            timeout = None if tick.wake_at is None else max(0.0, tick.wake_at - clock())
-            if should_cancel is not None and not loop.canceled:
-                timeout = min(timeout or CANCEL_CHECK_SECONDS, CANCEL_CHECK_SECONDS)
-            for event in executor.wait(timeout):
-                if not executor.stores_events:
-                    store(event)
-                loop.handle(event)
-            if links is not None:
-                _take_from_stream(links, executor, loop)
-        for event in executor.finish():  # e.g. hook events of steps whose process is ending
-            if not executor.stores_events:
-                store(event)
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            driver.absorb(executor.wait(timeout))
     except BaseException as exc:
-        fail_run(instance, ctx.run_id, exc)
+        driver.fail(exc)
         raise
-    finally:
-        executor.close()
-        if links is not None:
-            links.close(abandoned=loop is not None and loop.abandoned)
-        if arbiter is not None:
-            arbiter.close()
-    store(_end_event(ctx, loop, round((time.perf_counter() - started) * 1000, 3)))
-    return loop
+    return driver.end()
 
 
 def _take_from_stream(links: _SharedLinks, executor: Executor, loop: ExecutionLoop) -> None:

@@ -98,6 +98,12 @@ class Executor(ABC):
         """Block until some step events are available, the inbox is poked, or ``timeout``
         seconds pass (None: no limit)."""
 
+    def poll(self) -> float | None:
+        """Periodic work that does not wait (e.g. finding steps whose worker is gone); returns
+        the seconds until it wants to run again, or None if it never needs to. The driver
+        calls it after every move and wakes in time for the next one."""
+        return None
+
     def observe(self, events: list[Event]) -> None:  # noqa: B027 - optional hook
         """Events the driver took from the run's stream (inbox), before the loop sees them."""
 

@@ -13,6 +13,7 @@ process's lease keeper.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.concurrency.limits import LocalArbiter, SlotArbiter
+from orchestrator.distributed.messages import StepMessage
+from orchestrator.distributed.pump import ring
 from orchestrator.distributed.services import renewal_interval
 from orchestrator.errors import InvalidInputError, ReconstructionError
 from orchestrator.execution.context import RunContext
@@ -30,7 +33,6 @@ from orchestrator.executors.config import CeleryConfig
 from orchestrator.settings import Settings, get_settings
 
 _ENDS_ATTEMPT = {e.value for e in STEP_TERMINAL} | {EventType.STEP_UP_FOR_RETRY.value}
-PLAN_TTL_SECONDS = 7 * 24 * 3600
 
 
 _apps: dict[str, Any] = {}
@@ -57,6 +59,20 @@ def _celery_app(settings: Settings, config: CeleryConfig) -> Any:
         return _apps[key]
 
 
+_local = threading.local()
+
+
+def _producer(app: Any) -> Any:
+    """This thread's producer for ``app``, kept for the thread's life: acquiring one from the
+    pool for every step cost more than sending the message (a coordinator's run scheduler
+    sends every step of every run from one thread)."""
+    producers: dict[int, Any] = _local.__dict__.setdefault("producers", {})
+    producer = producers.get(id(app))
+    if producer is None:
+        producer = producers[id(app)] = app.amqp.Producer(app.connection_for_write())
+    return producer
+
+
 class CeleryExecutor(Executor):
     """Launches steps as Celery tasks; see the module docstring."""
 
@@ -74,6 +90,8 @@ class CeleryExecutor(Executor):
         self._reported: set[str] = set()
         self._next_check = 0.0
         self.check_interval = renewal_interval(self.settings)
+        self._plan_digest: str | None = None
+        self._has_input_values = False
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -106,10 +124,16 @@ class CeleryExecutor(Executor):
         services = services_for(ctx.instance)
         self.attempts = services.attempts
         self.workers = services.workers
-        client = self.instance.client
-        client.set(self.instance.keys.run_plan(ctx.run_id), ctx.plan.to_json(), ex=PLAN_TTL_SECONDS)
+        # Workers read the plan from Redis (launched runs stored it already).
+        plan_json = ctx.plan.to_json()
+        self._plan_digest = (
+            hashlib.sha1(plan_json.encode()).hexdigest()
+            if ctx.plan_stored
+            else self.instance.store_plan(ctx.run_id, plan_json)
+        )
         if input_values:
             self.instance.update_run(ctx.run_id, extra={"input_values": input_values})
+        self._has_input_values = bool(input_values)
         self._app = _celery_app(self.settings, self.config)
         self._broker_url = self._app.conf.broker_url
 
@@ -123,32 +147,50 @@ class CeleryExecutor(Executor):
         from workers.app import STEP_TASK, broker_priority
 
         assert self._ctx is not None
-        message = {
-            "run_id": launch.run_id,
-            "step_key": launch.step_key,
-            "attempt": launch.attempt,
-            "attempt_id": launch.attempt_id,
-            "pointer": dict(self._ctx.pointer or {}),
-            "lease_token": launch.lease_token,
-            "retries_enabled": self.retries_enabled,
-        }
+        message = StepMessage(
+            run_id=launch.run_id,
+            step_key=launch.step_key,
+            attempt=launch.attempt,
+            attempt_id=launch.attempt_id,
+            pointer=self._ctx.pointer or {},
+            lease_token=launch.lease_token,
+            retries_enabled=self.retries_enabled,
+            plan=self._plan_digest,
+            run_tags=self._ctx.run_tags,
+            has_input_values=self._has_input_values,
+        )
         self._app.send_task(
             STEP_TASK,
-            args=[message],
+            args=[message.to_dict()],
             queue=launch.queue,
             routing_key=launch.queue,
             task_id=launch.attempt_id,
-            priority=broker_priority(launch.priority, self._broker_url, self.settings.max_priority),
+            priority=broker_priority(
+                # A step holding cross-run slots goes one level ahead of its peers, so the
+                # slots are not idle while it waits behind unlimited steps in the broker.
+                launch.priority + (1 if launch.lease_token else 0),
+                self._broker_url,
+                self.settings.max_priority,
+            ),
+            # The step task stores no result: never subscribe to one. A short repr spares
+            # Celery formatting the whole message for its logs.
+            ignore_result=True,
+            argsrepr=f"[{launch.attempt_id}]",
+            kwargsrepr="{}",
+            producer=_producer(self._app),
         )
 
     def wait(self, timeout: float | None) -> list[Event]:
         assert self.inbox is not None
-        block = self.check_interval if timeout is None else min(timeout, self.check_interval)
-        self.inbox.wait(block)
-        if time.monotonic() >= self._next_check:
-            self._next_check = time.monotonic() + self.check_interval
-            self._maintain()
+        self.inbox.wait(timeout)
         return []  # the steps' events reach the driver through its inbox
+
+    def poll(self) -> float | None:
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + self.check_interval
+            self._maintain()
+        return max(0.0, self._next_check - now)
 
     def observe(self, events: list[Event]) -> None:
         assert self._ctx is not None
@@ -260,6 +302,7 @@ class CeleryExecutor(Executor):
 
     def terminate(self, attempt_ids: list[str]) -> None:
         assert self._ctx is not None
+        stored = False
         for attempt_id in attempt_ids:
             canceled = self.attempts.settle(attempt_id, "canceled")
             self._app.control.revoke(attempt_id, terminate=True, signal="SIGTERM")
@@ -283,6 +326,9 @@ class CeleryExecutor(Executor):
                     },
                 )
             )
+            stored = True
+        if stored:  # the loop learns of these failures from the run's stream, like the others
+            ring(self.instance.client, self.instance.keys, self._ctx.run_id)
 
     def close(self) -> None:
         """Attempts still in flight when the run's driver stops (an engine error, an

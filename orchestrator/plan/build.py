@@ -176,6 +176,18 @@ class _InputPlanner:
         )
 
 
+def resolve_effective_config(job: JobDefinition, raw: Mapping[str, Any]) -> ResolvedConfig:
+    """Validate a run's stored run config (``ExecutionPlan.run_config``: already the
+    effective config, after config mapping and partitions) without planning again: what a
+    process driving a stored plan needs (executor and logger config).
+
+    Raises:
+        ConfigError: the config no longer validates (the job changed since the launch).
+    """
+    resource_defs = job.resource_defs
+    return validate_run_config(job, raw, resource_defs, needed_resource_keys(job, resource_defs))
+
+
 def build_plan(
     job: JobDefinition,
     run_config: Any = None,

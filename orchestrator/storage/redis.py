@@ -1,13 +1,16 @@
 """The Redis instance: runs and event logs shared by every process and machine.
 
-A run is one JSON string; its event log is a Redis stream, so readers block on ``XREAD``
-instead of polling. Run updates are optimistic transactions (``WATCH``/``MULTI``) applying the
-same rules as every backend (``storage.base.updated_record``); an event that changes the run's
-status is appended in the same transaction.
+A run is one JSON string plus a small hash of the fields run events change (status, times);
+its event log is a Redis stream, so readers block on ``XREAD`` instead of polling. An event
+that changes the run's status is appended and applied in one script (``status_event.lua``,
+the same rules as ``storage.base.updated_record``, which the contract tests hold every backend
+to); other updates (tags, extra) are optimistic transactions (``WATCH``/``MULTI``). A launched
+run is stored and queued in one script (``launch.lua``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -15,6 +18,7 @@ from typing import Any
 
 import redis
 
+from orchestrator import lua
 from orchestrator.errors import InvalidInputError
 from orchestrator.execution.events import Event
 from orchestrator.redis_keys import RedisKeys
@@ -29,13 +33,33 @@ from orchestrator.storage.base import (
     updated_record,
 )
 
+PLAN_TTL_SECONDS = 7 * 24 * 3600  # plans outlive their runs' re-execution window
+
 
 def _dump(record: RunRecord) -> str:
     return json.dumps(record.to_dict(), sort_keys=True)
 
 
-def _load(text: str) -> RunRecord:
-    return RunRecord.from_dict(json.loads(text))
+_STATE_FIELDS = ("status", "updated_at", "start_time", "end_time")
+
+
+def _load(text: str, state: Mapping[str, str] | None = None) -> RunRecord:
+    """A record from its JSON and its state hash (which overrides what run events changed)."""
+    data = json.loads(text)
+    if state:
+        for name in _STATE_FIELDS:
+            if name in state:
+                data[name] = state[name] if name == "status" else float(state[name])
+    return RunRecord.from_dict(data)
+
+
+def _state_of(record: RunRecord) -> dict[Any, Any]:
+    state: dict[Any, Any] = {"status": record.status.value, "updated_at": repr(record.updated_at)}
+    if record.start_time is not None:
+        state["start_time"] = repr(record.start_time)
+    if record.end_time is not None:
+        state["end_time"] = repr(record.end_time)
+    return state
 
 
 def _after_id(cursor: str | None) -> str:
@@ -99,8 +123,11 @@ class RedisInstance(Instance):
         return record
 
     def get_run(self, run_id: str) -> RunRecord | None:
-        text = self.client.get(self.keys.run(run_id))
-        return _load(str(text)) if text else None
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.keys.run(run_id))
+        pipe.hgetall(self.keys.run_state(run_id))
+        text, state = pipe.execute()
+        return _load(str(text), state) if text else None
 
     def get_runs(
         self, filters: RunsFilter | None = None, limit: int | None = None
@@ -115,42 +142,36 @@ class RedisInstance(Instance):
         pipe = self.client.pipeline(transaction=False)
         for run_id in ids:
             pipe.get(self.keys.run(run_id))
-        texts = pipe.execute()
-        seqs = self.client.hmget(self.keys.runs_seq, ids)
+            pipe.hgetall(self.keys.run_state(run_id))
+        pipe.hmget(self.keys.runs_seq, ids)
+        *replies, seqs = pipe.execute()
         rows = []
-        for text, seq in zip(texts, seqs, strict=True):
+        for text, state, seq in zip(replies[0::2], replies[1::2], seqs, strict=True):
             if text:
-                record = _load(text)
+                record = _load(text, state)
                 if filters is None or filters.matches(record):
                     rows.append((record.created_at, int(seq or 0), record))
         rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
         records = [r[2] for r in rows]
         return records if limit is None else records[:limit]
 
-    def _transact(
-        self,
-        run_id: str,
-        change: Callable[[RunRecord], RunRecord],
-        also: Callable[[Any], None] | None = None,
-    ) -> tuple[RunRecord, list[Any]] | None:
-        """Read-modify-write a run record atomically; ``also`` queues more commands. Returns
-        the new record and the replies of the queued commands."""
-        key = self.keys.run(run_id)
+    def _transact(self, run_id: str, change: Callable[[RunRecord], RunRecord]) -> RunRecord | None:
+        """Read-modify-write a run record (JSON and state) atomically; returns the new one."""
+        key, state_key = self.keys.run(run_id), self.keys.run_state(run_id)
         with self.client.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(key)
+                    pipe.watch(key, state_key)
                     text = pipe.get(key)
                     if not text:
                         pipe.unwatch()
                         return None
-                    record = change(_load(text))  # type: ignore[arg-type]
+                    record = change(_load(text, pipe.hgetall(state_key)))  # type: ignore[arg-type]
                     pipe.multi()
                     pipe.set(key, _dump(record))
-                    if also is not None:
-                        also(pipe)
-                    replies = pipe.execute()
-                    return record, replies[1:]
+                    pipe.hset(state_key, mapping=_state_of(record))
+                    pipe.execute()
+                    return record
                 except redis.WatchError:
                     continue
 
@@ -168,14 +189,96 @@ class RedisInstance(Instance):
         )
         if done is None:
             raise InvalidInputError(f"there is no run with id {run_id!r}")
-        return done[0]
+        return done
 
     def delete_run(self, run_id: str) -> None:
         pipe = self.client.pipeline(transaction=True)
-        pipe.delete(self.keys.run(run_id), self.keys.run_events(run_id))
+        pipe.delete(
+            self.keys.run(run_id), self.keys.run_state(run_id), self.keys.run_events(run_id)
+        )
         pipe.zrem(self.keys.runs, run_id)
         pipe.hdel(self.keys.runs_seq, run_id)
         pipe.execute()
+
+    def create_launched_run(
+        self, record: RunRecord, plan_json: str, enqueued: Event, priority: int
+    ) -> RunRecord:
+        """Store a run, its plan and its RUN_ENQUEUED event and put it on the run queue, in one
+        step (``launch.lua``): a launched run is never half stored.
+
+        Raises:
+            InvalidInputError: a run with this id exists already.
+        """
+        record = normalized_record(record, self._clock())
+        digest = hashlib.sha1(plan_json.encode()).hexdigest()
+        keys = self.keys
+        run_id = record.run_id
+        script = lua.script(self.client, "orchestrator.storage", "launch")
+        rank = script(
+            keys=[
+                keys.run(run_id),
+                keys.runs,
+                keys.runs_seq,
+                keys.seq,
+                keys.run_events(run_id),
+                keys.plan(digest),
+                keys.run_plan(run_id),
+                keys.run_queue,
+                keys.run_wakeup,
+            ],
+            args=[
+                _dump(record),
+                run_id,
+                record.created_at,
+                json.dumps(enqueued.to_dict()),
+                plan_json,
+                digest,
+                PLAN_TTL_SECONDS,
+                int(priority),
+            ],
+        )
+        if rank is None:
+            raise InvalidInputError(f"a run with id {run_id!r} already exists")
+        return record
+
+    def run_to_drive(
+        self, run_id: str
+    ) -> tuple[RunRecord | None, list[tuple[str, Event]], str | None]:
+        """What a coordinator reads to drive a run, in one round trip: the record, the whole
+        event log, and the run's plan link (a digest for :meth:`plan_json_by_digest`; the plan
+        JSON itself for runs stored before plans were shared; None: no stored plan)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.keys.run(run_id))
+        pipe.hgetall(self.keys.run_state(run_id))
+        pipe.xrange(self.keys.run_events(run_id))
+        pipe.get(self.keys.run_plan(run_id))
+        text, state, entries, plan = pipe.execute()
+        record = _load(str(text), state) if text else None
+        return record, self._decode(entries), str(plan) if plan else None
+
+    # -- plans -----------------------------------------------------------------------------
+
+    def store_plan(self, run_id: str, plan_json: str, pipe: Any = None) -> str:
+        """Store a run's plan (by digest, so runs with the same plan share one copy) and link
+        the run to it; returns the digest. With ``pipe``, the commands are queued there."""
+        digest = hashlib.sha1(plan_json.encode()).hexdigest()
+        target = pipe if pipe is not None else self.client.pipeline(transaction=False)
+        target.set(self.keys.plan(digest), plan_json, ex=PLAN_TTL_SECONDS)
+        target.set(self.keys.run_plan(run_id), digest, ex=PLAN_TTL_SECONDS)
+        if pipe is None:
+            target.execute()
+        return digest
+
+    def plan_json(self, run_id: str) -> str | None:
+        """The stored plan of a run (None: it has none, e.g. it was never launched)."""
+        value = self.client.get(self.keys.run_plan(run_id))
+        if not value or str(value).startswith("{"):
+            return str(value) if value else None
+        return self.plan_json_by_digest(str(value))
+
+    def plan_json_by_digest(self, digest: str) -> str | None:
+        value = self.client.get(self.keys.plan(digest))
+        return str(value) if value else None
 
     # -- events ----------------------------------------------------------------------------
 
@@ -185,14 +288,9 @@ class RedisInstance(Instance):
         status = status_for_event(event)
         if status is None:
             return str(self.client.xadd(stream, payload))
-        done = self._transact(
-            event.run_id,
-            lambda r: updated_record(r, now=event.timestamp, status=status),
-            lambda pipe: pipe.xadd(stream, payload),
-        )
-        if done is None:  # events of a run with no record are stored all the same
-            return str(self.client.xadd(stream, payload))
-        return str(done[1][0])
+        script = lua.script(self.client, "orchestrator.storage", "status_event")
+        keys = [self.keys.run(event.run_id), self.keys.run_state(event.run_id), stream]
+        return str(script(keys=keys, args=[payload["e"], status.value, repr(event.timestamp)]))
 
     def store_events(self, events: Sequence[Event]) -> list[str]:
         """One round trip for a batch without run events (those change the run record)."""

@@ -2,7 +2,7 @@
 -- Python loader (orchestrator/concurrency/redis.py) prepends it to every other script here, so
 -- each script starts with these locals defined.
 --
--- Every script gets the same KEYS and the same first three ARGV:
+-- Every script gets the same KEYS and the same first four ARGV:
 --   KEYS[1]  <p>:{limits}:defs      hash    limit spec (key | key=value | key=*) -> JSON
 --                                           {key, value, limit}
 --   KEYS[2]  <p>:{limits}:buckets   set     buckets that have holders or waiters
@@ -12,6 +12,9 @@
 --   ARGV[1]  B, the base '<p>:{limits}:' of the keys built at run time (below)
 --   ARGV[2]  head and ARGV[3] tail of a run's event stream key: head .. run_id .. tail
 --            (RedisKeys.run_events; the stream the run storage uses, field "e")
+--   ARGV[4]  tail of a run's bell pointer: head .. run_id .. ARGV[4] (RedisKeys.run_bell):
+--            a string naming the bell stream of the process driving the run, rung (XADD
+--            field "r" = run id) after an event it must see is appended to the run's stream
 --
 -- Keys built at run time (same formats as RedisKeys.limit_*; all share the {limits} hash tag,
 -- so one script's keys stay in one Redis Cluster slot; the run event streams do not):
@@ -34,7 +37,7 @@
 -- next. Time is Redis TIME, read once per script.
 
 local K_DEFS, K_BUCKETS, K_EXPIRY, K_ARRIVAL, K_FENCE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local BASE, STREAM_HEAD, STREAM_TAIL = ARGV[1], ARGV[2], ARGV[3]
+local BASE, STREAM_HEAD, STREAM_TAIL, BELL_TAIL = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
 local TIME = redis.call('TIME')
 local NOW_MS = tonumber(TIME[1]) * 1000 + math.floor(tonumber(TIME[2]) / 1000)
@@ -121,8 +124,8 @@ local function purge()
   return affected
 end
 
--- Append the slot_granted engine event to the lease's run event stream, so the coordinator
--- blocked on that stream wakes at once.
+-- Append the slot_granted engine event to the lease's run event stream, and ring the bell of
+-- the process driving the run, so it reads the grant at once.
 local function notify(id, token, buckets)
   local f = redis.call('HMGET', lease_key(id), 'run_id', 'step_key', 'attempt')
   local run_id, step_key, attempt = f[1], f[2], tonumber(f[3]) or 0
@@ -137,6 +140,10 @@ local function notify(id, token, buckets)
     data = {kind = 'slot_granted', attempt = attempt, attempt_id = id, token = token},
   }
   redis.call('XADD', STREAM_HEAD .. run_id .. STREAM_TAIL, '*', 'e', cjson.encode(event))
+  local bell = redis.call('GET', STREAM_HEAD .. run_id .. BELL_TAIL)
+  if bell then
+    redis.call('XADD', bell, 'MAXLEN', '~', '10000', '*', 'r', run_id)
+  end
 end
 
 -- Turn a waiting lease into a holder with a new fencing token.

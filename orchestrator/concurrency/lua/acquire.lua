@@ -1,20 +1,20 @@
 -- acquire.lua: ask for all the slots of one step attempt at once, all or nothing.
--- Runs after _lib.lua (prepended at load time), which states KEYS[1..5], ARGV[1..3] and the
+-- Runs after _lib.lua (prepended at load time), which states KEYS[1..5], ARGV[1..4] and the
 -- key schema.
--- ARGV[4]   lease id (the step attempt id, e.g. run:step:attempt)
--- ARGV[5]   run id
--- ARGV[6]   step key
--- ARGV[7]   attempt number
--- ARGV[8]   priority (integer, higher first; clamped to +-4095 by the caller)
--- ARGV[9]   worker: who renews the lease ("coordinator:<id>")
--- ARGV[10]  lease time in milliseconds
--- ARGV[11]  the step's buckets, a JSON list (e.g. ["database", "database=redshift"])
+-- ARGV[5]   lease id (the step attempt id, e.g. run:step:attempt)
+-- ARGV[6]   run id
+-- ARGV[7]   step key
+-- ARGV[8]   attempt number
+-- ARGV[9]   priority (integer, higher first; clamped to +-4095 by the caller)
+-- ARGV[10]   worker: who renews the lease ("coordinator:<id>")
+-- ARGV[11]  lease time in milliseconds
+-- ARGV[12]  the step's buckets, a JSON list (e.g. ["database", "database=redshift"])
 -- Returns {1, token} when the lease holds its slots (now, or already: idempotent, same
 -- token; a coordinator asking again takes over renewal from another coordinator), else {0}: the lease waits in every bucket's queue (a repeated call keeps its
 -- original rank and refreshes its expiry and worker). Expired leases are purged first and
 -- the waiters they let in are granted (with slot_granted events).
-local id, run_id, step_key, attempt = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local priority, worker, ttl, buckets_json = tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10]), ARGV[11]
+local id, run_id, step_key, attempt = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local priority, worker, ttl, buckets_json = tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11]), ARGV[12]
 
 local affected = purge()
 local lk = lease_key(id)

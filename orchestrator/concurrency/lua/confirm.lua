@@ -1,15 +1,15 @@
 -- confirm.lua: a worker, right before it runs a step, checks that the attempt's lease is
 -- still held (not expired, token matches) and takes over its renewal: sets the worker and
 -- extends the expiry to now + lease time, in one step.
--- Runs after _lib.lua (prepended at load time), which states KEYS[1..5], ARGV[1..3] and the
+-- Runs after _lib.lua (prepended at load time), which states KEYS[1..5], ARGV[1..4] and the
 -- key schema.
--- ARGV[4]  lease id
--- ARGV[5]  fencing token of the grant
--- ARGV[6]  lease time in milliseconds
--- ARGV[7]  worker ("worker:<hostname>/<pid>")
+-- ARGV[5]  lease id
+-- ARGV[6]  fencing token of the grant
+-- ARGV[7]  lease time in milliseconds
+-- ARGV[8]  worker ("worker:<hostname>/<pid>")
 -- Returns 1 when confirmed, 0 when the lease is gone, waiting, or the token differs: the
 -- worker must not run the step. Expired leases are purged first (waiters granted).
-local id, token, ttl, worker = ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
+local id, token, ttl, worker = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
 
 local affected = purge()
 local lk = lease_key(id)

@@ -1,12 +1,12 @@
 -- free.lua: administrative release regardless of fencing token (`orchestrator concurrency
 -- free`): every lease of a run, or one lease, held or waiting. Then grant the waiters that
 -- can now be granted (slot_granted events), as release.lua does.
--- Runs after _lib.lua (prepended at load time), which states KEYS[1..5], ARGV[1..3] and the
+-- Runs after _lib.lua (prepended at load time), which states KEYS[1..5], ARGV[1..4] and the
 -- key schema.
--- ARGV[4]  'run' or 'lease'
--- ARGV[5]  the run id or the lease id
+-- ARGV[5]  'run' or 'lease'
+-- ARGV[6]  the run id or the lease id
 -- Returns the number of leases freed.
-local mode, id = ARGV[4], ARGV[5]
+local mode, id = ARGV[5], ARGV[6]
 
 local affected = purge()
 local ids

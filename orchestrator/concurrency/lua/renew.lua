@@ -1,16 +1,16 @@
 -- renew.lua: keep a lease (held or waiting) alive: extend its expiry to now + lease time,
 -- if the fencing token matches and it has not expired.
--- Runs after _lib.lua (prepended at load time), which states KEYS[1..5], ARGV[1..3] and the
+-- Runs after _lib.lua (prepended at load time), which states KEYS[1..5], ARGV[1..4] and the
 -- key schema.
--- ARGV[4]  lease id
--- ARGV[5]  fencing token ("0" for a waiting lease)
--- ARGV[6]  lease time in milliseconds
--- ARGV[7]  worker to record as the renewer ("" keeps the current one)
--- ARGV[8]  expected current renewer ("" renews whoever renews it now)
+-- ARGV[5]  lease id
+-- ARGV[6]  fencing token ("0" for a waiting lease)
+-- ARGV[7]  lease time in milliseconds
+-- ARGV[8]  worker to record as the renewer ("" keeps the current one)
+-- ARGV[9]  expected current renewer ("" renews whoever renews it now)
 -- Returns 1 when renewed; 0 when the lease is gone or the token differs (a stale holder);
--- 2 when the token matches but another renewer has taken it over (ARGV[8] differs): not
+-- 2 when the token matches but another renewer has taken it over (ARGV[9] differs): not
 -- renewed. Expired leases are purged first and the waiters they let in are granted.
-local id, token, ttl, worker, owner = ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], ARGV[8]
+local id, token, ttl, worker, owner = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9]
 
 local affected = purge()
 local lk = lease_key(id)

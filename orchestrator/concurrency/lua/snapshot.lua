@@ -1,14 +1,14 @@
 -- snapshot.lua: read-only view of the limits for `orchestrator concurrency list` and wait
 -- messages: the definitions, and per bucket its live holders and live waiters in rank order.
--- Runs after _lib.lua (prepended at load time), which states KEYS[1..5], ARGV[1..3] and the
+-- Runs after _lib.lua (prepended at load time), which states KEYS[1..5], ARGV[1..4] and the
 -- key schema. Writes nothing; leases past their expiry are left out (not purged).
--- ARGV[4]  JSON list of buckets to show, or "" for every bucket with holders or waiters
+-- ARGV[5]  JSON list of buckets to show, or "" for every bucket with holders or waiters
 -- Returns JSON {now_ms, defs: [spec, json, ...], buckets: [{bucket, limit (-1: none),
 -- holders: [lease fields...], waiters: [lease fields...]}]}; lease fields are the lease hash
 -- plus lease_id.
 local wanted
-if ARGV[4] ~= '' then
-  wanted = cjson.decode(ARGV[4])
+if ARGV[5] ~= '' then
+  wanted = cjson.decode(ARGV[5])
 else
   wanted = redis.call('SMEMBERS', K_BUCKETS)
   table.sort(wanted)

@@ -5,8 +5,8 @@
 -- KEYS[2]  active runs   <p>:runs:active          set of run ids being driven (or to adopt)
 -- ARGV[1]  "claim"   take the run if nobody owns it or its owner lapsed; it joins the active
 --                    set (adoptable if we die)
---          "renew"   extend our lease; also re-takes a record that vanished (a server restart
---                    that lost it): nobody else can own a run without a record
+--          "renew"   extend our lease (0 when the record is gone: released, or lost with the
+--                    server's data; the run is then adopted from the active set)
 --          "release" give the run up unfinished (another owner adopts it)
 --          "finish"  the run ended: drop the record and leave the active set
 -- ARGV[2]  owner id
@@ -34,8 +34,7 @@ if owner and owner ~= me then
 end
 if op == 'renew' then
   if not owner then
-    redis.call('HSET', KEYS[1], 'owner', me, 'since', string.format('%.0f', now))
-    redis.call('SADD', KEYS[2], ARGV[4])
+    return 0
   end
   redis.call('HSET', KEYS[1], 'expires', string.format('%.0f', now + lease))
   return 1

@@ -1,0 +1,65 @@
+"""The message a Celery worker receives for one step attempt: data only (JSON), never code."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StepMessage:
+    """One step attempt to run.
+
+    Attributes:
+        run_id, step_key, attempt, attempt_id: the attempt.
+        pointer: the job pointer (JSON) the worker rebuilds the job from.
+        lease_token: fencing token of the attempt's cross-run slots, if it has limited tags
+            (the worker confirms it before running the step).
+        retries_enabled: whether the op's ``RetryPolicy`` applies (executor config).
+        plan: digest of the run's stored plan (``RedisKeys.plan``); workers cache plans by
+            digest, so runs with the same plan cost one read per worker process.
+        run_tags: the run's tags (what the op's context shows).
+        has_input_values: the run record holds ``input_values`` the step may need (read only
+            then).
+    """
+
+    run_id: str
+    step_key: str
+    attempt: int
+    attempt_id: str
+    pointer: Mapping[str, Any]
+    lease_token: int | None = None
+    retries_enabled: bool = True
+    plan: str | None = None
+    run_tags: Mapping[str, str] = field(default_factory=dict)
+    has_input_values: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "step_key": self.step_key,
+            "attempt": self.attempt,
+            "attempt_id": self.attempt_id,
+            "pointer": dict(self.pointer),
+            "lease_token": self.lease_token,
+            "retries_enabled": self.retries_enabled,
+            "plan": self.plan,
+            "run_tags": dict(self.run_tags),
+            "has_input_values": self.has_input_values,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StepMessage:
+        return cls(
+            run_id=str(data["run_id"]),
+            step_key=str(data["step_key"]),
+            attempt=int(data["attempt"]),
+            attempt_id=str(data["attempt_id"]),
+            pointer=dict(data["pointer"]),
+            lease_token=int(data["lease_token"]) if data.get("lease_token") else None,
+            retries_enabled=bool(data.get("retries_enabled", True)),
+            plan=data.get("plan"),
+            run_tags={str(k): str(v) for k, v in (data.get("run_tags") or {}).items()},
+            has_input_values=bool(data.get("has_input_values", True)),
+        )
