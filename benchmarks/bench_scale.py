@@ -99,15 +99,26 @@ def main() -> None:
     worker_env = {**base_env, "ORCHESTRATOR_RESULT_BACKEND": url.replace("/0", "/1")}
     procs = [
         spawn(
-            ["worker", "start", "-m", "bench_scale_jobs", "-c", "2", "-n",
-             f"bench{i}@{uuid.uuid4().hex[:6]}", "--loglevel", "WARNING"],
+            [
+                "worker",
+                "start",
+                "-m",
+                "bench_scale_jobs",
+                "-c",
+                "2",
+                "-n",
+                f"bench{i}@{uuid.uuid4().hex[:6]}",
+                "--loglevel",
+                "WARNING",
+            ],
             worker_env,
             tmp / f"worker{i}.log",
         )
         for i in range(2)
     ]
-    coordinator = spawn(["coordinator", "start", "-m", "bench_scale_jobs"], base_env,
-                        tmp / "coordinator.log")
+    coordinator = spawn(
+        ["coordinator", "start", "-m", "bench_scale_jobs"], base_env, tmp / "coordinator.log"
+    )
     procs.append(coordinator)
     try:
         wait_workers(2)
@@ -124,12 +135,15 @@ def wait_workers(count: int) -> None:
     from orchestrator.distributed.workers import ProcessRegistry
     from orchestrator.storage.redis import RedisInstance
 
-    instance = RedisInstance.from_url(os.environ["ORCHESTRATOR_REDIS_URL"],
-                                      os.environ["ORCHESTRATOR_KEY_PREFIX"])
+    instance = RedisInstance.from_url(
+        os.environ["ORCHESTRATOR_REDIS_URL"], os.environ["ORCHESTRATOR_KEY_PREFIX"]
+    )
     workers = ProcessRegistry(instance.client, instance.keys, 30, "worker")
     coordinators = ProcessRegistry(instance.client, instance.keys, 30, "coordinator")
-    wait_for("workers and a coordinator",
-             lambda: len(workers.live()) >= count and len(coordinators.live()) >= 1)
+    wait_for(
+        "workers and a coordinator",
+        lambda: len(workers.live()) >= count and len(coordinators.live()) >= 1,
+    )
 
 
 def run_benchmark(
@@ -218,10 +232,21 @@ def run_benchmark(
         return time.perf_counter() - t0
 
     console = Console(width=150)
-    table = Table(title=f"{len(sizes)} sizes x {cases}: launched runs vs raw Celery on the same "
-                  f"2 workers x 2 processes (median of {repeat})")
-    for col in ("case", "N", "ours steps/s", "raw steps/s", "ratio", "runs/s",
-                "coord CPU ms/step", "coord RSS MB", "raw canvas steps/s"):
+    table = Table(
+        title=f"{len(sizes)} sizes x {cases}: launched runs vs raw Celery on the same "
+        f"2 workers x 2 processes (median of {repeat})"
+    )
+    for col in (
+        "case",
+        "N",
+        "ours steps/s",
+        "raw steps/s",
+        "ratio",
+        "runs/s",
+        "coord CPU ms/step",
+        "coord RSS MB",
+        "raw canvas steps/s",
+    ):
         table.add_column(col, justify="right")
     ours("chain", 10), raw("chain", 10)  # warm-up: imports, connections, caches
     for n in sizes:
