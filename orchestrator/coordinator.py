@@ -33,7 +33,7 @@ from orchestrator.definitions.reconstruct import (
 )
 from orchestrator.distributed.ownership import RunOwnership, claim_next_runs, owner_info
 from orchestrator.distributed.pump import ring
-from orchestrator.distributed.scheduler import RunScheduler
+from orchestrator.distributed.scheduler import DRIVEN_ELSEWHERE, RunScheduler
 from orchestrator.distributed.services import renewal_interval
 from orchestrator.distributed.workers import ProcessRegistry
 from orchestrator.errors import InvalidInputError, OrchestratorError
@@ -48,6 +48,7 @@ from orchestrator.plan.run_config import ResolvedConfig
 from orchestrator.plan.steps import PRIORITY_TAG, ExecutionPlan
 from orchestrator.settings import Settings, get_settings
 from orchestrator.storage.base import RunStatus
+from orchestrator.storage.batch import current_batch, write_batch
 from orchestrator.storage.redis import RedisInstance
 
 log = logging.getLogger("orchestrator.coordinator")
@@ -211,7 +212,7 @@ class Coordinator:
         self.registry = ProcessRegistry(
             instance.client, instance.keys, self.settings.lease_seconds, "coordinator"
         )
-        self.scheduler = RunScheduler()
+        self.scheduler = RunScheduler(lambda: write_batch(instance.client))
         self._driving: dict[str, RunOwnership] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._configs: dict[str, ResolvedConfig] = {}  # see _resolved
@@ -327,33 +328,35 @@ class Coordinator:
     # -- driving one run ------------------------------------------------------------------
 
     def _start(self, ownership: RunOwnership) -> None:
+        """Hand a claimed run to the scheduler, which prepares it in its next pass (so what
+        preparing writes goes out with the pass) and drives it, or gives it a thread."""
         run_id = ownership.run_id
         with self._lock:
             self._driving[run_id] = ownership
-        try:
-            prepared = self._prepare(ownership)
-        except Exception:
-            log.exception("run %s could not be prepared", run_id)
-            prepared = None
+        self.scheduler.add(
+            run_id,
+            lambda poke: self._setup(ownership, poke),
+            lambda loop: self._ended(ownership, loop),
+        )
+
+    def _setup(self, ownership: RunOwnership, poke: Callable[[], None]) -> RunDriver | object:
+        """(Scheduler thread.) The run's driver; :data:`DRIVEN_ELSEWHERE` when its executor
+        needs a thread of its own (started here); None when there is nothing to drive."""
+        prepared = self._prepare(ownership)
         if prepared is None:
-            self._ended(ownership, None)
-            return
+            return None
         if prepared.executor.events_via_stream:
-            self.scheduler.add(
-                run_id,
-                lambda poke: self._driver(ownership, prepared, poke),
-                lambda loop: self._ended(ownership, loop),
-            )
-            return
+            return self._driver(ownership, prepared, poke)
         thread = threading.Thread(
             target=self._drive_in_thread,
             args=(ownership, prepared),
             daemon=True,
-            name=f"run-{run_id[:8]}",
+            name=f"run-{ownership.run_id[:8]}",
         )
         with self._lock:
-            self._threads[run_id] = thread
+            self._threads[ownership.run_id] = thread
         thread.start()
+        return DRIVEN_ELSEWHERE
 
     def _driver(
         self, ownership: RunOwnership, prepared: _Prepared, poke: Callable[[], None] | None
@@ -390,11 +393,16 @@ class Coordinator:
         """The run is done with here: give it up (finished, or for another to adopt)."""
         run_id = ownership.run_id
         try:
-            if loop is not None and not loop.abandoned:
+            batch = current_batch()
+            if loop is not None and not loop.abandoned and batch is not None:
+                batch.redis(lambda pipe: ownership.queue_release(pipe, finished=True))
+            elif loop is not None and not loop.abandoned:
                 ownership.release(finished=True)  # its driver stored how it ended
             elif loop is None:
                 record = self.instance.get_run(run_id)
                 ownership.release(finished=record is None or record.is_finished)
+            elif self.stop_event.is_set() and not ownership.lost:
+                ownership.release(finished=False)  # stopping: others may adopt it at once
         finally:
             with self._lock:
                 self._driving.pop(run_id, None)
@@ -502,7 +510,7 @@ class Coordinator:
             pointer=record.pointer,
             # Events stored after this read (a worker's result, a cancel) must not be missed.
             event_cursor=stored[-1][0] if stored else None,
-            plan_stored=bool(plan_link) and not str(plan_link).startswith("{"),
+            plan_digest=plan_link if plan_link and not plan_link.startswith("{") else None,
         )
         loop = None
         if started:
@@ -510,9 +518,11 @@ class Coordinator:
                 plan, run_id, UnlimitedArbiter(), events, self.settings.max_lost_attempts
             )
         else:
-            instance.store_event(
-                make_event(
-                    EventType.RUN_STARTING, run_id, f"Coordinator {self.id} is starting the run"
-                )
+            instance.store_events(  # with the scheduler's pass
+                [
+                    make_event(
+                        EventType.RUN_STARTING, run_id, f"Coordinator {self.id} is starting the run"
+                    )
+                ]
             )
         return _Prepared(ctx, executor, loop, started)

@@ -82,12 +82,23 @@ def launch_many(
 
 
 def trace_cfg(
-    job: Any, trace_dir: Path, hold: float = 0.3, barrier: int = 0, bucket: str = "all"
+    job: Any,
+    trace_dir: Path,
+    hold: float = 0.3,
+    barrier: int = 0,
+    bucket: str = "all",
+    barrier_timeout: float = 10.0,
 ) -> dict[str, Any]:
     """Each op holds ``hold`` seconds; with ``barrier``, it first waits until ``barrier`` ops
     run at once in the gauge's ``bucket`` (or a timeout), so bodies overlap whenever the
     limits let them and a peak above the limit would show it."""
-    cfg = {"dir": str(trace_dir), "hold": hold, "barrier": barrier, "barrier_bucket": bucket}
+    cfg = {
+        "dir": str(trace_dir),
+        "hold": hold,
+        "barrier": barrier,
+        "barrier_bucket": bucket,
+        "barrier_timeout": barrier_timeout,
+    }
     return {"ops": {name: {"config": cfg} for name in job.op_nodes}}
 
 
@@ -144,7 +155,9 @@ def test_key_value_limit_beside_key_wide_limit(
 ) -> None:
     limiter.set_limit(TagConcurrencyLimit(key="database", limit=2))
     limiter.set_limit(TagConcurrencyLimit(key="database", value="redshift", limit=1))
-    cfg = {"barrier": 2, "bucket": "all"}
+    # (fair order: a redshift step first in line for `database` holds the others back, so
+    # bodies may wait alone at the barrier; a short one keeps the test quick)
+    cfg = {"barrier": 2, "bucket": "all", "barrier_timeout": 1.0}
     run_ids = launch_many(
         instance, celery_jobs.redshift_job, 2, trace_cfg(celery_jobs.redshift_job, tmp_path, **cfg)
     )

@@ -101,6 +101,10 @@ class RunOwnership:
         coordinator adopts it."""
         return bool(self._call("finish" if finished else "release"))
 
+    def queue_release(self, pipe: Any, finished: bool) -> None:
+        """Queue :meth:`release` on ``pipe``."""
+        self._call("finish" if finished else "release", client=pipe)
+
     def queue_renew(self, pipe: Any) -> None:
         """Queue :meth:`renew` on ``pipe``; hand its reply to :meth:`renewed`."""
         self._call("renew", client=pipe)

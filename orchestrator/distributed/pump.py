@@ -36,6 +36,7 @@ from orchestrator import lua
 from orchestrator.execution.events import Event
 from orchestrator.redis_client import MAX_BLOCK_SECONDS
 from orchestrator.redis_keys import RedisKeys
+from orchestrator.storage.batch import current_batch
 
 log = logging.getLogger("orchestrator.pump")
 
@@ -186,11 +187,19 @@ class StreamPump:
                 )
                 self._thread.start()
             self._cond.notify_all()
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(self.keys.run_bell(inbox.run_id), self.bell, ex=BELL_TTL_SECONDS)
-        pipe.xadd(self.bell, {"r": inbox.run_id}, maxlen=10000, approximate=True)
-        pipe.expire(self.bell, BELL_TTL_SECONDS)
-        pipe.execute()
+
+        def claim_bell(pipe: Any) -> None:
+            pipe.set(self.keys.run_bell(inbox.run_id), self.bell, ex=BELL_TTL_SECONDS)
+            pipe.xadd(self.bell, {"r": inbox.run_id}, maxlen=10000, approximate=True)
+            pipe.expire(self.bell, BELL_TTL_SECONDS)
+
+        batch = current_batch()
+        if batch is not None and batch.client is self.client:
+            batch.redis(claim_bell)  # with the scheduler's pass
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            claim_bell(pipe)
+            pipe.execute()
         return inbox
 
     def unsubscribe(self, inbox: Inbox) -> None:

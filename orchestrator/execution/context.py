@@ -44,7 +44,7 @@ class RunContext:
     instance: Any = None
     pointer: Mapping[str, Any] | None = None  # the job pointer (JSON), for out-of-process steps
     event_cursor: str | None = None  # resumed runs: read the run's stream after this event
-    plan_stored: bool = False  # the plan is stored already (launched runs): not again
+    plan_digest: str | None = None  # the plan is stored under this digest already (launched)
 
     @property
     def partition_key(self) -> str | None:

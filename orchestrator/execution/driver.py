@@ -169,7 +169,7 @@ class RunDriver:
         ctx, instance, executor = self.ctx, self.instance, self.executor
         if self.resume:
             note = "Resuming the run from its event log"
-            instance.store_event(make_event(EventType.ENGINE_EVENT, ctx.run_id, note))
+            instance.store_events([make_event(EventType.ENGINE_EVENT, ctx.run_id, note)])
             cursor = ctx.event_cursor
         else:
             start = make_event(
@@ -177,7 +177,11 @@ class RunDriver:
                 ctx.run_id,
                 f"Started execution of run for {ctx.plan.job_name!r}",
             )
-            cursor = str(instance.store_event(start))
+            if ctx.event_cursor is not None:  # read from after what the caller read
+                instance.store_events([start])
+                cursor = ctx.event_cursor
+            else:
+                cursor = str(instance.store_event(start))
         self._started = time.perf_counter()
         self._links = _links(ctx, executor, instance, self.ownership, cursor, self.on_poke)
         arbiter = executor.make_arbiter(ctx)
@@ -204,8 +208,7 @@ class RunDriver:
         loop, executor = self.loop, self.executor
         assert loop is not None
         if self.ownership is not None and self.ownership.lost:
-            loop.abandoned = self.abandoned = True
-            executor.detach()
+            self.abandon()
             return None
         if self._links is not None:
             _take_from_stream(self._links, executor, loop)
@@ -241,6 +244,13 @@ class RunDriver:
             deadlines.append(now + poll)
         return min(deadlines, default=None)
 
+    def abandon(self) -> None:
+        """Stop driving the run and leave it as it is (its steps go on) for another owner."""
+        if self.loop is not None:
+            self.loop.abandoned = True
+        self.abandoned = True
+        self.executor.detach()
+
     def absorb(self, events: list[Event]) -> None:
         """Hand the loop events the executor's :meth:`~Executor.wait` returned."""
         assert self.loop is not None
@@ -258,7 +268,7 @@ class RunDriver:
         self._close()
         if not self.abandoned:
             duration = round((time.perf_counter() - self._started) * 1000, 3)
-            self.instance.store_event(_end_event(self.ctx, self.loop, duration))
+            self.instance.store_events([_end_event(self.ctx, self.loop, duration)])
         return self.loop
 
     def fail(self, exc: BaseException) -> None:

@@ -13,7 +13,6 @@ process's lease keeper.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
@@ -31,6 +30,7 @@ from orchestrator.execution.loop import NO_CONSUMER, RESENT, Launch, attempt_id_
 from orchestrator.executors.base import Executor
 from orchestrator.executors.config import CeleryConfig
 from orchestrator.settings import Settings, get_settings
+from orchestrator.storage.batch import current_batch
 
 _ENDS_ATTEMPT = {e.value for e in STEP_TERMINAL} | {EventType.STEP_UP_FOR_RETRY.value}
 
@@ -125,11 +125,8 @@ class CeleryExecutor(Executor):
         self.attempts = services.attempts
         self.workers = services.workers
         # Workers read the plan from Redis (launched runs stored it already).
-        plan_json = ctx.plan.to_json()
-        self._plan_digest = (
-            hashlib.sha1(plan_json.encode()).hexdigest()
-            if ctx.plan_stored
-            else self.instance.store_plan(ctx.run_id, plan_json)
+        self._plan_digest = ctx.plan_digest or self.instance.store_plan(
+            ctx.run_id, ctx.plan.to_json()
         )
         if input_values:
             self.instance.update_run(ctx.run_id, extra={"input_values": input_values})
@@ -177,8 +174,14 @@ class CeleryExecutor(Executor):
             ignore_result=True,
             argsrepr=f"[{launch.attempt_id}]",
             kwargsrepr="{}",
-            producer=_producer(self._app),
+            producer=self._producer(),
         )
+
+    def _producer(self) -> Any:
+        """This thread's producer, in the write batch of a scheduler pass if one is open."""
+        producer = _producer(self._app)
+        batch = current_batch()
+        return batch.producer(producer) if batch is not None else producer
 
     def wait(self, timeout: float | None) -> list[Event]:
         assert self.inbox is not None

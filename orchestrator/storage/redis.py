@@ -32,6 +32,7 @@ from orchestrator.storage.base import (
     status_for_event,
     updated_record,
 )
+from orchestrator.storage.batch import current_batch
 
 PLAN_TTL_SECONDS = 7 * 24 * 3600  # plans outlive their runs' re-execution window
 
@@ -283,22 +284,38 @@ class RedisInstance(Instance):
     # -- events ----------------------------------------------------------------------------
 
     def store_event(self, event: Event) -> str:
+        return str(self._queue_event(self.client, event))
+
+    def _queue_event(self, client: Any, event: Event) -> Any:
+        """Append ``event`` (with ``client``: a client, or a pipeline to queue it on)."""
         stream = self.keys.run_events(event.run_id)
-        payload: dict[Any, Any] = {"e": json.dumps(event.to_dict())}
+        text = json.dumps(event.to_dict())
         status = status_for_event(event)
         if status is None:
-            return str(self.client.xadd(stream, payload))
+            return client.xadd(stream, {"e": text})
         script = lua.script(self.client, "orchestrator.storage", "status_event")
         keys = [self.keys.run(event.run_id), self.keys.run_state(event.run_id), stream]
-        return str(script(keys=keys, args=[payload["e"], status.value, repr(event.timestamp)]))
+        return script(keys=keys, args=[text, status.value, repr(event.timestamp)], client=client)
 
     def store_events(self, events: Sequence[Event]) -> list[str]:
-        """One round trip for a batch without run events (those change the run record)."""
-        if any(status_for_event(e) is not None for e in events) or len(events) < 2:
-            return [self.store_event(event) for event in events]
+        """One round trip for many events. Inside a write batch of this thread (a coordinator's
+        scheduler pass, ``storage.batch``) they are queued for its end and no ids are
+        returned."""
+        events = list(events)
+        batch = current_batch()
+        if batch is not None and batch.client is self.client:
+
+            def queue(pipe: Any) -> None:
+                for event in events:
+                    self._queue_event(pipe, event)
+
+            batch.redis(queue)
+            return []
+        if len(events) == 1:
+            return [self.store_event(events[0])]
         pipe = self.client.pipeline(transaction=False)
         for event in events:
-            pipe.xadd(self.keys.run_events(event.run_id), {"e": json.dumps(event.to_dict())})
+            self._queue_event(pipe, event)
         return [str(entry_id) for entry_id in pipe.execute()]
 
     @staticmethod
