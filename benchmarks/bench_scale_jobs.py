@@ -1,6 +1,7 @@
 """Jobs for bench_scale.py (loaded by the workers and the coordinator by module): a 5-step
 chain and a 1 -> 10 -> 1 fan of no-op ops on the celery executor, plus the same chain with one
-step under a cross-run limit."""
+step under a cross-run limit (of 2: the limit sets the pace; of 4, as many as the worker
+processes: what the limiter costs)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ def limited_step(x: int) -> int:
     return x + 1
 
 
+@op(tags={"database": "bench_wide"})
+def wide_step(x: int) -> int:
+    return x + 1
+
+
 @op
 def gather(xs: list[int]) -> int:
     return len(xs)
@@ -38,6 +44,14 @@ def chain5() -> None:
 def chain5_limited() -> None:
     value = step.alias("step_1")(first())
     value = limited_step(value)
+    for i in range(2, 4):
+        value = step.alias(f"step_{i}")(value)
+
+
+@job(executor_def=celery_executor)
+def chain5_wide() -> None:
+    value = step.alias("step_1")(first())
+    value = wide_step(value)
     for i in range(2, 4):
         value = step.alias(f"step_{i}")(value)
 

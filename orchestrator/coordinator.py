@@ -209,6 +209,7 @@ class Coordinator:
         self.max_runs = max_concurrent_runs or self.settings.max_concurrent_runs
         self.id = f"coordinator-{uuid.uuid4().hex[:10]}"
         self.stop_event = threading.Event()
+        self._wake = threading.Event()  # set by stop() and when a run ends (room to claim)
         self.registry = ProcessRegistry(
             instance.client, instance.keys, self.settings.lease_seconds, "coordinator"
         )
@@ -304,7 +305,8 @@ class Coordinator:
                 if self.claim_queued():
                     continue  # more may be queued
                 if self.free_slots <= 0:
-                    self.stop_event.wait(block)
+                    self._wake.wait(block)  # a run ending makes room
+                    self._wake.clear()
                     continue
                 client.blpop([keys.run_wakeup], timeout=block)  # a launch wakes us at once
         finally:
@@ -313,6 +315,7 @@ class Coordinator:
 
     def stop(self) -> None:
         self.stop_event.set()
+        self._wake.set()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait (at most ``timeout`` seconds) until the runs being driven have ended."""
@@ -407,6 +410,7 @@ class Coordinator:
             with self._lock:
                 self._driving.pop(run_id, None)
                 self._threads.pop(run_id, None)
+            self._wake.set()
 
     def _drive(self, ownership: RunOwnership) -> None:
         """Drive one claimed run to its end in this thread (whatever its executor)."""

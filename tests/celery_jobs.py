@@ -35,11 +35,14 @@ def record(config: TraceConfig, name: str, **extra: object) -> None:
     Path(config.dir).mkdir(parents=True, exist_ok=True)
     start = time.time()
     time.sleep(config.hold)  # the step's "work", so overlaps would be visible
-    Path(config.dir, f"{name}-{os.getpid()}-{start}.json").write_text(
+    final = Path(config.dir, f"{name}-{os.getpid()}-{start}.json")
+    tmp = final.with_name(final.name + ".tmp")  # readers glob ``*.json``: never half a trace
+    tmp.write_text(
         json.dumps(
             {"name": name, "start": start, "end": time.time(), "worker": worker_name(), **extra}
         )
     )
+    tmp.rename(final)
 
 
 @op

@@ -320,17 +320,20 @@ def test_exactly_one_code_location_is_required(args: list[str]) -> None:
 
 def test_bad_yaml_exits_2(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
-    broken.write_text("ops: [unclosed\n")
+    broken.write_text("ops:\n  a: [1, 2\n  b: 3\n")
     a_list = write_yaml(tmp_path / "list.yaml", [1, 2])
 
     for path, expected in [
-        (str(broken), "not valid YAML"),
+        (str(broken), f"{broken}, line 3, column 4: not valid YAML: expected ',' or ']'"),
         (a_list, "must hold a mapping"),
         (str(tmp_path / "missing.yaml"), "does not exist"),
     ]:
         result = execute("-j", "add_job", "-c", path)
         assert result.exit_code == 2, path
         assert expected in result.stderr
+    # the YAML problem is one line, without the usage text or a traceback
+    result = execute("-j", "add_job", "-c", str(broken))
+    assert result.stderr.strip().count("\n") == 0, result.stderr
 
 
 # -- run config files, tags, partitions ----------------------------------------------------

@@ -3,6 +3,9 @@ worker refusing a code location it was not started with."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -14,7 +17,7 @@ from orchestrator.cli.main import cli
 from orchestrator.coordinator import Coordinator
 from orchestrator.storage.redis import RedisInstance
 from tests import other_location_jobs
-from tests.celery_support import Cluster
+from tests.celery_support import REPO_ROOT, Cluster
 from tests.test_distributed import wait_finished, wait_until
 
 
@@ -100,6 +103,8 @@ def test_concurrency_commands(instance: RedisInstance) -> None:
     assert invoke("concurrency", "delete", "region", "--per-unique-value")[0] == 0
     assert invoke("concurrency", "delete", "database=clitest")[0] == 2
     assert invoke("concurrency", "set", "database=x", "1", "--per-unique-value")[0] == 2
+    code, out = invoke("concurrency", "set", "database", "-1")
+    assert code == 2 and "the limit must be 0 or more, got -1" in out
     assert invoke("concurrency", "free")[0] == 2
     code, out = invoke("concurrency", "free", "--run", "no-such-run")
     assert code == 0 and "Freed 0" in out
@@ -111,3 +116,42 @@ def test_worker_refuses_a_code_location_it_was_not_started_with(instance: RedisI
     (failure,) = result.get_step_failure_events()
     assert "refuses" in failure.message and "tests.other_location_jobs" in failure.message
     assert failure.error is not None and failure.error.cls_name == "CodeLocationRejected"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"ORCHESTRATOR_REDIS_URL": "redis://127.0.0.1:1/0"}, "cannot reach Redis at"),
+        (
+            {"ORCHESTRATOR_BROKER_URL": "amqp://guest:guest@127.0.0.1:1//"},
+            "cannot reach the broker",
+        ),
+    ],
+    ids=["redis", "broker"],
+)
+def test_worker_start_with_redis_down_exits_2(
+    cluster_env: Cluster, env: dict[str, str], expected: str
+) -> None:
+    # Given a server the worker needs that does not answer (the other one answers)
+    full_env = {**os.environ, **cluster_env.env, **env}
+    # When a worker starts, Then it exits 2 with one line naming the server, instead of
+    # retrying
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.cli.main",
+            "worker",
+            "start",
+            "-m",
+            "tests.celery_jobs",
+        ],
+        cwd=REPO_ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert expected in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -19,11 +19,13 @@ from orchestrator import (
     Instance,
     Jitter,
     MissingInputError,
+    OrchestratorError,
     Out,
     RetryPolicy,
     RetryRequested,
     RunStatus,
     SelectionError,
+    StepError,
     UserCodeError,
     execute_job,
     failure_hook,
@@ -31,6 +33,7 @@ from orchestrator import (
     in_process_executor,
     job,
     op,
+    resource,
     success_hook,
 )
 from orchestrator.errors import DefinitionError, InvalidInputError
@@ -740,3 +743,57 @@ def test_the_console_logger_prints_when_nothing_configured_logging() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "hello from the op" in out.stderr
+
+
+# -- resource teardown, framework-detected step errors ----------------------------------------
+
+
+def test_resource_teardown_error_is_an_event() -> None:
+    # Given two generator resources, the second failing in its clean-up (as Dagster's test)
+    cleaned: list[str] = []
+
+    @resource
+    def first(_):  # type: ignore[no-untyped-def]
+        yield "A"
+        cleaned.append("A")
+
+    @resource
+    def second(_):  # type: ignore[no-untyped-def]
+        yield "B"
+        raise RuntimeError("clean-up of B broke")
+
+    @op(required_resource_keys={"first", "second"})
+    def uses_both(context) -> str:  # type: ignore[no-untyped-def]
+        return context.resources.first + context.resources.second
+
+    @job(resource_defs={"first": first, "second": second})
+    def teardown_job() -> None:
+        uses_both()
+
+    # When the run ends
+    result = teardown_job.execute_in_process()
+    # Then the run and the step keep their outcome, the other resource was torn down, and the
+    # failure is an engine event carrying the error
+    assert result.success
+    assert cleaned == ["A"]
+    (event,) = [e for e in result.all_events if e.data.get("kind") == "resource_teardown_failed"]
+    assert event.event_type_value == "ENGINE_EVENT"
+    assert "second" in event.message and "clean-up of B broke" in event.message
+    assert event.error is not None and event.error.cls_name == "UserCodeError"
+
+
+def test_a_failed_type_check_is_a_step_error_of_the_error_tree() -> None:
+    @op
+    def wrong() -> int:
+        return "not an int"  # type: ignore[return-value]
+
+    @job
+    def type_job() -> None:
+        wrong()
+
+    result = type_job.execute_in_process(raise_on_error=False)
+    (failure,) = result.get_step_failure_events()
+    assert failure.error is not None and failure.error.cls_name == "StepError"
+    with pytest.raises(StepError, match="type check failed") as raised:
+        type_job.execute_in_process()
+    assert isinstance(raised.value, OrchestratorError)

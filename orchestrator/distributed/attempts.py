@@ -58,10 +58,19 @@ class AttemptRegistry:
     def info(self, attempt_ids: list[str]) -> dict[str, AttemptInfo]:
         """States of several attempts in one round trip."""
         pipe = self.client.pipeline(transaction=False)
+        self.queue_info(pipe, attempt_ids)
+        return self.read_info(attempt_ids, pipe.execute())
+
+    def queue_info(self, pipe: Any, attempt_ids: list[str]) -> int:
+        """Queue :meth:`info`'s reads on ``pipe``; returns how many replies they take."""
         for attempt_id in attempt_ids:
             pipe.hgetall(self.keys.attempt(attempt_id))
             pipe.exists(self.keys.attempt_heartbeat(attempt_id))
-        replies = pipe.execute()
+        return 2 * len(attempt_ids)
+
+    @staticmethod
+    def read_info(attempt_ids: list[str], replies: list[Any]) -> dict[str, AttemptInfo]:
+        """The states :meth:`queue_info`'s replies tell."""
         out = {}
         for i, attempt_id in enumerate(attempt_ids):
             data, alive = replies[2 * i], replies[2 * i + 1]

@@ -22,17 +22,20 @@ import redis
 from orchestrator.concurrency.redis import RedisLimiter
 from orchestrator.concurrency.redis_arbiter import RedisArbiter
 from orchestrator.distributed.ownership import RunOwnership
+from orchestrator.executors.base import Executor
 
 log = logging.getLogger("orchestrator.keeper")
 
 
 @dataclass(eq=False)
 class _Held:
-    """What one driven run registered: its arbiter and/or ownership, and how to wake it."""
+    """What one driven run registered: its arbiter and/or ownership, its executor's checks,
+    and how to wake it."""
 
     arbiter: RedisArbiter | None
     ownership: RunOwnership | None
     wake: Callable[[], None]
+    executor: Executor | None = None
 
 
 class LeaseKeeper:
@@ -56,10 +59,12 @@ class LeaseKeeper:
         arbiter: RedisArbiter | None,
         ownership: RunOwnership | None,
         wake: Callable[[], None],
+        executor: Executor | None = None,
     ) -> int:
-        """Keep ``arbiter``'s leases and ``ownership`` alive until :meth:`unregister`;
-        ``wake`` is called when a renewal changes something the run's driver must see."""
-        held = _Held(arbiter, ownership, wake)
+        """Keep ``arbiter``'s leases and ``ownership`` alive, and run ``executor``'s periodic
+        checks (``Executor.queue_checks``), until :meth:`unregister`; ``wake`` is called when
+        a round changes something the run's driver must see."""
+        held = _Held(arbiter, ownership, wake, executor)
         with self._lock:
             self._held[id(held)] = held
             if self._thread is None:
@@ -92,7 +97,7 @@ class LeaseKeeper:
         if not held:
             return
         pipe = self.limiter.client.pipeline(transaction=False)
-        plan: list[tuple[_Held, list[tuple[str, int]]]] = []
+        plan: list[tuple[_Held, list[tuple[str, int]], int]] = []
         for item in held:
             leases = item.arbiter.renewals() if item.arbiter is not None else []
             if leases:
@@ -100,12 +105,20 @@ class LeaseKeeper:
                 self.limiter.queue_renewals(pipe, leases, owner=item.arbiter.worker)
             if item.ownership is not None:
                 item.ownership.queue_renew(pipe)
-            plan.append((item, leases))
+            checks = item.executor.queue_checks(pipe) if item.executor is not None else 0
+            plan.append((item, leases, checks))
         self.limiter.queue_sweep(pipe)
         replies = iter(pipe.execute())
-        for item, leases in plan:
+        for item, leases, checks in plan:
             codes = [int(next(replies)) for _ in leases]
             if leases and item.arbiter is not None:
                 item.arbiter.renewed(leases, codes)  # a grant found here wakes the run
-            if item.ownership is not None and not item.ownership.renewed(next(replies)):
-                item.wake()  # another owner has the run: its driver must stop
+            wake = item.ownership is not None and not item.ownership.renewed(next(replies))
+            results = [next(replies) for _ in range(checks)]
+            if item.executor is not None and checks:
+                try:
+                    wake = item.executor.take_checks(results) or wake
+                except Exception:  # one run's checks must not stop the others'
+                    log.exception("periodic checks of a run failed")
+            if wake:  # another owner has the run, or a step was lost: its driver must look
+                item.wake()

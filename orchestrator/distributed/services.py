@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.concurrency.redis import RedisLimiter
 from orchestrator.distributed.attempts import AttemptRegistry
@@ -50,7 +51,19 @@ class RunServices:
         self.attempts = AttemptRegistry(client, keys)
         self.workers = WorkerRegistry(client, keys, settings.lease_seconds)
         self.keeper = LeaseKeeper(self.limiter, renewal_interval(settings))
+        self._lock = threading.Lock()
+        self._live: tuple[float, dict[str, dict[str, Any]]] | None = None
+        self._live_ttl = renewal_interval(settings) / 2
         self.pump = StreamPump(client, keys, renewal_interval(settings))
+
+    def live_workers(self) -> dict[str, dict[str, Any]]:
+        """Live workers (see ``WorkerRegistry``), read at most once per half renewal
+        interval: every run's periodic checks ask."""
+        with self._lock:
+            now = time.monotonic()
+            if self._live is None or now >= self._live[0]:
+                self._live = (now + self._live_ttl, self.workers.live_workers())
+            return self._live[1]
 
     def close(self) -> None:
         self.keeper.stop()

@@ -91,7 +91,7 @@ class _SharedLinks:
             services.limiter, ctx.run_id, worker=services.renewer, on_grant=self.inbox.poke
         )
         services.pump.subscribe(self.inbox, cursor)
-        self.handle = services.keeper.register(self.arbiter, ownership, self.inbox.poke)
+        self.handle = services.keeper.register(self.arbiter, ownership, self.inbox.poke, executor)
 
     def close(self, abandoned: bool) -> None:
         self.services.keeper.unregister(self.handle)

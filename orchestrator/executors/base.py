@@ -104,6 +104,17 @@ class Executor(ABC):
         calls it after every move and wakes in time for the next one."""
         return None
 
+    def queue_checks(self, pipe: Any) -> int:
+        """Periodic checks that read Redis (e.g. whether the workers running its steps are
+        alive): queue the reads on ``pipe``, which the process's lease keeper runs for every
+        run at once each renewal interval; returns how many replies they take."""
+        return 0
+
+    def take_checks(self, replies: list[Any]) -> bool:
+        """(Lease keeper thread.) Act on the replies of :meth:`queue_checks`; True when the
+        run's driver must look again (a step found lost)."""
+        return False
+
     def observe(self, events: list[Event]) -> None:  # noqa: B027 - optional hook
         """Events the driver took from the run's stream (inbox), before the loop sees them."""
 

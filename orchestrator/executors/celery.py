@@ -22,7 +22,6 @@ from typing import Any
 from orchestrator.concurrency.limits import LocalArbiter, SlotArbiter
 from orchestrator.distributed.messages import StepMessage
 from orchestrator.distributed.pump import ring
-from orchestrator.distributed.services import renewal_interval
 from orchestrator.errors import InvalidInputError, ReconstructionError
 from orchestrator.execution.context import RunContext
 from orchestrator.execution.events import STEP_TERMINAL, Event, EventType, make_event
@@ -88,8 +87,8 @@ class CeleryExecutor(Executor):
         self._inflight: dict[str, _InFlight] = {}
         self._lost: list[tuple[str, str, str]] = []
         self._reported: set[str] = set()
-        self._next_check = 0.0
-        self.check_interval = renewal_interval(self.settings)
+        self._lock = threading.Lock()  # _inflight and _lost: the lease keeper checks them too
+        self._checking: list[str] = []
         self._plan_digest: str | None = None
         self._has_input_values = False
 
@@ -121,9 +120,8 @@ class CeleryExecutor(Executor):
             ) from exc
         self._ctx = ctx
         self.instance = ctx.instance
-        services = services_for(ctx.instance)
-        self.attempts = services.attempts
-        self.workers = services.workers
+        self.services = services_for(ctx.instance)
+        self.attempts = self.services.attempts
         # Workers read the plan from Redis (launched runs stored it already).
         self._plan_digest = ctx.plan_digest or self.instance.store_plan(
             ctx.run_id, ctx.plan.to_json()
@@ -137,7 +135,8 @@ class CeleryExecutor(Executor):
     # -- launching ------------------------------------------------------------------------
 
     def launch(self, launch: Launch) -> None:
-        self._inflight[launch.attempt_id] = _InFlight(launch, time.time())
+        with self._lock:
+            self._inflight[launch.attempt_id] = _InFlight(launch, time.time())
         self._send(launch)
 
     def _send(self, launch: Launch) -> None:
@@ -188,40 +187,33 @@ class CeleryExecutor(Executor):
         self.inbox.wait(timeout)
         return []  # the steps' events reach the driver through its inbox
 
-    def poll(self) -> float | None:
-        now = time.monotonic()
-        if now >= self._next_check:
-            self._next_check = now + self.check_interval
-            self._maintain()
-        return max(0.0, self._next_check - now)
-
     def observe(self, events: list[Event]) -> None:
         assert self._ctx is not None
-        for event in events:
-            if event.event_type_value in _ENDS_ATTEMPT and event.step_key is not None:
-                attempt_id = attempt_id_for(
-                    self._ctx.run_id, event.step_key, event.data.get("attempt") or 0
-                )
-                self._inflight.pop(attempt_id, None)
+        with self._lock:
+            for event in events:
+                if event.event_type_value in _ENDS_ATTEMPT and event.step_key is not None:
+                    attempt_id = attempt_id_for(
+                        self._ctx.run_id, event.step_key, event.data.get("attempt") or 0
+                    )
+                    self._inflight.pop(attempt_id, None)
 
-    def _maintain(self) -> None:
-        """Find lost attempts, messages held by dead workers, and unconsumed queues."""
+    def queue_checks(self, pipe: Any) -> int:
+        with self._lock:
+            self._checking = list(self._inflight)
+        return self.attempts.queue_info(pipe, self._checking) if self._checking else 0
+
+    def take_checks(self, replies: list[Any]) -> bool:
+        """Find lost attempts, messages held by dead workers, and unconsumed queues (lease
+        keeper thread; every run's checks go in one round trip per renewal interval)."""
         assert self._ctx is not None
-        if not self._inflight:
-            return
-        infos = self.attempts.info(list(self._inflight))
-        live: dict[str, dict[str, Any]] | None = None
-
-        def live_workers() -> dict[str, dict[str, Any]]:
-            nonlocal live
-            if live is None:
-                live = self.workers.live_workers()
-            return live
-
+        infos = self.attempts.read_info(self._checking, replies)
         now = time.time()
+        found_lost = False
         for attempt_id, info in infos.items():
-            flight = self._inflight[attempt_id]
-            step_key = flight.launch.step_key
+            with self._lock:
+                flight = self._inflight.get(attempt_id)
+            if flight is None:
+                continue  # it ended meanwhile
             reason = None
             if info.state == "running" and not info.heartbeat_alive:
                 if self.attempts.settle(attempt_id, "lost"):
@@ -231,9 +223,8 @@ class CeleryExecutor(Executor):
             elif info.state == "canceled":
                 reason = "its concurrency lease expired before a worker started it"
             elif info.state == "queued" and info.reserved_by is not None:
-                if (
-                    info.reserved_by != flight.resent_after
-                    and info.reserved_by not in live_workers()
+                if info.reserved_by != flight.resent_after and info.reserved_by not in (
+                    self.services.live_workers()
                 ):
                     self._resend(flight, info.reserved_by)
             elif (
@@ -242,14 +233,17 @@ class CeleryExecutor(Executor):
                 and now - flight.sent >= self.settings.no_consumer_delay
             ):
                 queues: set[str] = set()
-                for worker in live_workers().values():
+                for worker in self.services.live_workers().values():
                     queues.update(worker.get("queues") or [])
                 if flight.launch.queue not in queues:
                     self._reported.add(attempt_id)
                     self._report_no_consumer(flight, now)
             if reason is not None:
-                del self._inflight[attempt_id]
-                self._lost.append((step_key, attempt_id, reason))
+                with self._lock:
+                    self._inflight.pop(attempt_id, None)
+                    self._lost.append((flight.launch.step_key, attempt_id, reason))
+                found_lost = True
+        return found_lost
 
     def _resend(self, flight: _InFlight, dead_worker: str) -> None:
         """The worker that took this step's message died before claiming it: the message
@@ -292,15 +286,18 @@ class CeleryExecutor(Executor):
 
     def detach(self) -> None:
         """Another coordinator drives the run now: leave its steps to it."""
-        self._inflight.clear()
+        with self._lock:
+            self._inflight.clear()
 
     def adopt_in_flight(self, launches: list[Launch]) -> None:
         now = time.time()
-        for launch in launches:
-            self._inflight[launch.attempt_id] = _InFlight(launch, now)
+        with self._lock:
+            for launch in launches:
+                self._inflight[launch.attempt_id] = _InFlight(launch, now)
 
     def lost_attempts(self) -> list[tuple[str, str, str]]:
-        lost, self._lost = self._lost, []
+        with self._lock:
+            lost, self._lost = self._lost, []
         return lost
 
     def terminate(self, attempt_ids: list[str]) -> None:
@@ -309,10 +306,10 @@ class CeleryExecutor(Executor):
         for attempt_id in attempt_ids:
             canceled = self.attempts.settle(attempt_id, "canceled")
             self._app.control.revoke(attempt_id, terminate=True, signal="SIGTERM")
-            flight = self._inflight.get(attempt_id)
-            if not canceled or flight is None:
+            with self._lock:
+                flight = self._inflight.pop(attempt_id, None) if canceled else None
+            if flight is None:
                 continue  # it had just finished: its own final event is on the stream
-            del self._inflight[attempt_id]
             launch = flight.launch
             self.instance.store_event(
                 make_event(
@@ -339,11 +336,12 @@ class CeleryExecutor(Executor):
         ended (the driver frees their slots). The Celery app stays cached for the next run."""
         if self._ctx is None:
             return
-        for attempt_id in list(self._inflight):
+        with self._lock:
+            left, self._inflight = list(self._inflight), {}
+        for attempt_id in left:
             self.attempts.settle(attempt_id, "canceled")
             if self._app is not None:
                 self._app.control.revoke(attempt_id, terminate=True, signal="SIGTERM")
-        self._inflight.clear()
 
 
 @dataclass

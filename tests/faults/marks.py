@@ -40,7 +40,7 @@ def leave_mark(run_id: str, step_key: str, **extra: Any) -> None:
         **extra,
     }
     name = f"{run_id}.{step_key}.{uuid.uuid4().hex[:8]}.json"
-    tmp = folder / f".{name}"
+    tmp = folder / f"{name}.tmp"  # not matched by the readers' ``*.json``
     tmp.write_text(json.dumps(mark))
     tmp.rename(folder / name)  # a reader never sees half a mark
 

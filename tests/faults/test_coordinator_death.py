@@ -4,13 +4,15 @@ coordinator adopts it and finishes it, each step once."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 
 from orchestrator import RunStatus
 from orchestrator.storage.redis import RedisInstance
 from tests.faults import marks
-from tests.faults.chains import ended, launch_chains
+from tests.faults.chains import chain_config, ended, launch_chains
 from tests.faults.conftest import fault_root
 from tests.faults.harness import Deployment, deployment, wait_until
 
@@ -53,3 +55,35 @@ def test_killed_coordinator_is_replaced_and_each_step_runs_once(
     events = instance.all_events(run_id)
     assert any("Resuming the run" in e.message for e in events)
     assert [e.event_type_value for e in events].count("RUN_SUCCESS") == 1
+
+
+def test_killed_job_execute_is_adopted(
+    env: Deployment, instance: RedisInstance, tmp_path: Path
+) -> None:
+    # Given a running coordinator, and a run driven by an `orchestrator job execute` process
+    if not any(p.alive() for n, p in env.procs.items() if n in ("second", "adopter")):
+        env.start_coordinator("adopter")
+    config = tmp_path / "chain.yaml"
+    config.write_text(yaml.safe_dump(chain_config(1.0)))
+    before = {r.run_id for r in instance.get_runs()}
+    driver = env.spawn(
+        "execute", ["job", "execute", "-m", "tests.faults.jobs", "-j", "chain5", "-c", str(config)]
+    )
+
+    def run_id() -> str | None:
+        new = [r.run_id for r in instance.get_runs() if r.run_id not in before]
+        return new[0] if new else None
+
+    run = wait_until("the run to start", run_id)
+    wait_until(
+        "its second step to start",
+        lambda: (run, "link_1") in marks.body_counts(fault_root(env), [run]),
+    )
+    # When that process is SIGKILLed
+    driver.kill_all()
+    # Then, once its lease lapses, a coordinator adopts the run and finishes it, each step once
+    statuses = wait_until("the run to end", lambda: ended(instance, [run]))
+    assert statuses == {run: RunStatus.SUCCESS}
+    counts = marks.body_counts(fault_root(env), [run])
+    assert len(counts) == 5 and set(counts.values()) == {1}, counts
+    assert any("Resuming the run" in e.message for e in instance.all_events(run))

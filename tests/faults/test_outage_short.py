@@ -6,14 +6,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 
 from orchestrator import RunStatus, TagConcurrencyLimit
 from orchestrator.concurrency.redis import RedisLimiter
 from orchestrator.storage.redis import RedisInstance
 from tests.faults import marks
-from tests.faults.chains import ended, launch_chains, mid_chain, no_slot_held, outage
+from tests.faults.chains import (
+    chain_config,
+    ended,
+    launch_chains,
+    mid_chain,
+    no_slot_held,
+    outage,
+)
 from tests.faults.conftest import fault_root
 from tests.faults.harness import Deployment, deployment, wait_until
 
@@ -29,27 +38,48 @@ def dep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
 
 
 def test_runs_carry_on_and_no_step_runs_twice(
-    env: Deployment, instance: RedisInstance, limiter: RedisLimiter
+    env: Deployment, instance: RedisInstance, limiter: RedisLimiter, tmp_path: Path
 ) -> None:
-    # Given three Celery runs mid-chain, with steps waiting on a limit of 1
+    # Given three launched Celery runs and one run of `job execute`, mid-chain, with steps
+    # waiting on a limit of 1; `run logs --follow` on one of them; and `orchestrator dev`
     limiter.set_limit(TagConcurrencyLimit(key="warehouse", value="outage", limit=1))
+    dev = env.spawn("dev", ["dev", "-m", "tests.faults.jobs", "-c", "1"])
+    wait_until("dev to be ready", lambda: "Stop with Ctrl-C" in dev.output(), timeout=60)
+    before = {r.run_id for r in instance.get_runs()}
+    config = tmp_path / "chain.yaml"
+    config.write_text(yaml.safe_dump(chain_config(1.0)))
+    executed = env.spawn(
+        "execute", ["job", "execute", "-m", "tests.faults.jobs", "-j", "chain5", "-c", str(config)]
+    )
     run_ids = launch_chains(instance, 3, hold=1.0)
+    follow = env.spawn("follow", ["run", "logs", run_ids[0], "--follow"])
+    run_ids += wait_until(
+        "the executed run",
+        lambda: [r.run_id for r in instance.get_runs() if r.run_id not in {*before, *run_ids}],
+    )
     wait_until("the runs to be mid-chain", lambda: mid_chain(instance, env, run_ids))
     # When Redis stops for 5 s and comes back with its data
     outage(env, 5.0)
     statuses = wait_until("the runs to end", lambda: ended(instance, run_ids))
-    # Then coordinator and workers are alive, every run succeeded, every step body ran
-    # exactly once, and no slot is held
-    assert all(proc.alive() for proc in env.procs.values()), {
-        name: proc.output()[-2000:] for name, proc in env.procs.items() if not proc.alive()
-    }
+    # Then every run succeeded, every step body ran exactly once, and no slot is held
     assert set(statuses.values()) == {RunStatus.SUCCESS}
     counts = marks.body_counts(fault_root(env), run_ids)
-    assert len(counts) == 15 and set(counts.values()) == {1}, counts
+    assert len(counts) == 20 and set(counts.values()) == {1}, counts
     assert no_slot_held(limiter)
-    # and the coordinator said so, once per outage, in one line each way
-    log = env.procs["coordinator"].output()
-    assert log.count("does not answer") == 1 and log.count("answers again") == 1, log
+    # ... `job execute` and `run logs --follow` ended by themselves, successfully, and the
+    # follower printed the end of its run
+    assert executed.process.wait(timeout=60) == 0, executed.output()
+    assert follow.process.wait(timeout=60) == 0, follow.output()
+    assert "RUN_SUCCESS" in follow.output()
+    # ... coordinator, workers and dev are alive, and said so, once each way
+    alive = ("coordinator", "w1", "w2", "dev")
+    assert all(env.procs[name].alive() for name in alive), {
+        name: env.procs[name].output()[-2000:] for name in alive if not env.procs[name].alive()
+    }
+    for name, processes in (("coordinator", 1), ("execute", 1), ("dev", 2)):  # dev: + its worker
+        log = env.procs[name].output()
+        assert log.count("does not answer") == processes, log
+        assert log.count("answers again") == processes, log
 
 
 def test_cancel_sent_during_an_outage_is_delivered(
