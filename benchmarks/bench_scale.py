@@ -13,13 +13,14 @@ each) and one `orchestrator coordinator start` process, then for each N:
           the limiter costs
 
 It prints, medians of --repeat rounds: steps per second for both and their ratio, runs per
-second, the coordinator's CPU seconds per step (from /proc via psutil) and its resident memory
+second, the coordinator's CPU seconds per step (from /proc via psutil), its resident memory
 after each case (memory that stays flat across cases is the coordinator forgetting finished
-runs). Runs are launched with the Python `launch_run` (no CLI start-up counted). Raw Celery
-uses a Redis result backend (database 1) to learn when each chain ended; the coordinator has
-none (steps report on the run's stream).
+runs) and its peak resident memory so far. Runs are launched with the Python `launch_run`
+(no CLI start-up counted). Raw Celery uses a Redis result backend (database 1) to learn when
+each chain ended; the coordinator has none (steps report on the run's stream).
 
-Usage: python benchmarks/bench_scale.py [--runs 100,500,1000] [--repeat 3] [--cases chain,fan,limit]
+Usage: python benchmarks/bench_scale.py [--runs 100,500,1000] [--repeat 3]
+       [--cases chain,fan,limit,limit4] [--max-runs N]
 """
 
 from __future__ import annotations
@@ -77,11 +78,25 @@ class Measure:
     rss_mb: float = 0.0  # coordinator resident memory after the case
 
 
+def peak_rss_mb(pid: int) -> float:
+    """The highest resident memory the process has had so far (Linux's VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", default="100,500,1000")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--cases", default="chain,fan,limit,limit4")
+    parser.add_argument(
+        "--max-runs",
+        type=int,
+        default=None,
+        help="the coordinator's max_concurrent_runs (default: the setting's default)",
+    )
     args = parser.parse_args()
     sizes = [int(n) for n in args.runs.split(",")]
     cases = [c for c in args.cases.split(",") if c]
@@ -94,8 +109,9 @@ def main() -> None:
         "ORCHESTRATOR_KEY_PREFIX": f"bench-{uuid.uuid4().hex[:6]}",
         "ORCHESTRATOR_HOME": str(tmp / "home"),
         "ORCHESTRATOR_STORAGE_URL": str(tmp / "storage"),
-        "ORCHESTRATOR_MAX_CONCURRENT_RUNS": str(max(sizes)),
     }
+    if args.max_runs:
+        settings["ORCHESTRATOR_MAX_CONCURRENT_RUNS"] = str(args.max_runs)
     os.environ.update(settings)
     base_env = {**os.environ, "PYTHONPATH": f"{HERE}:{HERE.parent}"}
     worker_env = {**base_env, "ORCHESTRATOR_RESULT_BACKEND": url.replace("/0", "/1")}
@@ -248,6 +264,7 @@ def run_benchmark(
         "runs/s",
         "coord CPU ms/step",
         "coord RSS MB",
+        "coord peak MB",
         "raw canvas steps/s",
     ):
         table.add_column(col, justify="right")
@@ -274,6 +291,7 @@ def run_benchmark(
                 f"{n / ours_s:.1f}",
                 f"{cpu / steps * 1000:.2f}",
                 f"{mine[-1].rss_mb:.0f}",
+                f"{peak_rss_mb(coord.pid):.0f}",
                 best,
             )
             console.print(f"done: {case} N={n}", style="dim")

@@ -5,6 +5,7 @@ Everything a job file needs is importable from here, under Dagster's names.
 """
 
 from orchestrator.concurrency.config import TagConcurrencyLimit
+from orchestrator.coordinator import launch_run
 from orchestrator.definitions.config import (
     Config,
     ConfigMapping,
@@ -172,6 +173,7 @@ __all__ = [
     "in_process_executor",
     "io_manager",
     "job",
+    "launch_run",
     "logger",
     "mem_io_manager",
     "multi_or_in_process_executor",

@@ -2,9 +2,10 @@
 
 ``launch_run`` validates and plans a run, stores it QUEUED with its plan, and puts it on the
 run queue (a Redis sorted set ranked by run priority, then arrival). A coordinator process
-(``orchestrator coordinator start``) takes runs off that queue with a blocking pop and drives
-each in a thread of its own (a run waiting on its event stream costs one idle thread), up to
-``max_concurrent_runs`` at once. It never takes step slots itself.
+(``orchestrator coordinator start``) takes runs off that queue in batches and drives up to
+``max_concurrent_runs`` of them at once: Celery runs all from one scheduler thread (their step
+results arrive through one stream read per process), runs on thread executors each in a thread
+of their own. It never takes step slots itself.
 
 Each driven run has an owner record renewed by the coordinator's lease keeper. A coordinator
 that starts, and every coordinator now and then, adopts runs in the active set whose owner
@@ -25,11 +26,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.concurrency.limits import UnlimitedArbiter
+from orchestrator.definitions.job import JobDefinition
 from orchestrator.definitions.reconstruct import (
     CodeLocation,
     JobPointer,
     ReconstructableJob,
     load_job,
+    reconstructable,
 )
 from orchestrator.distributed.ownership import RunOwnership, claim_next_runs, owner_info
 from orchestrator.distributed.pump import ring
@@ -47,7 +50,7 @@ from orchestrator.plan.build import build_plan, parse_priority, resolve_effectiv
 from orchestrator.plan.run_config import ResolvedConfig
 from orchestrator.plan.steps import PRIORITY_TAG, ExecutionPlan
 from orchestrator.settings import Settings, get_settings
-from orchestrator.storage.base import RunStatus
+from orchestrator.storage.base import Instance, RunStatus
 from orchestrator.storage.batch import current_batch, write_batch
 from orchestrator.storage.redis import RedisInstance
 
@@ -58,25 +61,45 @@ CONFIG_CACHE = 256  # validated run configs kept (see Coordinator._resolved)
 
 
 def launch_run(
-    recon: ReconstructableJob,
-    instance: RedisInstance,
+    job: JobDefinition | ReconstructableJob,
+    instance: Instance | None = None,
     *,
     run_config: Any = None,
     op_selection: Sequence[str] | None = None,
     partition_key: str | None = None,
     tags: Mapping[str, Any] | None = None,
 ) -> str:
-    """Queue a run for the coordinators; returns its id at once.
+    """Queue a run for the coordinators and return its id at once (Python's
+    ``orchestrator job launch``). The run is validated and planned here; a coordinator
+    (``orchestrator coordinator start``, or ``orchestrator dev``) drives it.
+
+    Args:
+        job: a module-level ``@job`` (or anything ``reconstructable`` accepts), or a
+            ``ReconstructableJob``; coordinators and workers load it again from its module.
+        instance: the shared Redis instance; by default the deployment's
+            (``Instance.from_settings()``: ``ORCHESTRATOR_REDIS_URL`` or the embedded server).
 
     Raises:
+        ReconstructionError: the job cannot be loaded in another process (a nested or REPL
+            definition); the message says how to define it instead.
+        InvalidInputError: ``instance`` is not a shared (Redis) instance.
         ConfigError, SelectionError, MissingInputError, ...: bad input, before anything is
             stored.
     """
+    recon = reconstructable(job)
+    if instance is None:
+        instance = Instance.from_settings()
+    if not isinstance(instance, RedisInstance):
+        raise InvalidInputError(
+            f"launch_run needs a shared Redis instance for coordinators to read, got "
+            f"{type(instance).__name__}; pass Instance.from_url('redis://...') or leave "
+            "instance out to use the deployment's (ORCHESTRATOR_REDIS_URL or the embedded server)"
+        )
     if op_selection:
         recon = recon.get_subset(op_selection)
-    job = recon.get_definition()
+    definition = recon.get_definition()
     prepared = prepare_run(
-        job,
+        definition,
         instance=instance,
         run_config=run_config,
         partition_key=partition_key,
@@ -87,7 +110,7 @@ def launch_run(
     run_id = prepared.record.run_id
     priority = parse_priority(prepared.record.tags.get(PRIORITY_TAG, 0), "run tags")
     enqueued = make_event(
-        EventType.RUN_ENQUEUED, run_id, f"Run of {job.name!r} queued for a coordinator"
+        EventType.RUN_ENQUEUED, run_id, f"Run of {definition.name!r} queued for a coordinator"
     )
     instance.create_launched_run(prepared.record, prepared.plan.to_json(), enqueued, priority)
     return run_id

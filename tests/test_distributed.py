@@ -186,6 +186,31 @@ def test_hundred_launched_runs_with_two_worker_slots(
     assert set(first) == {"RUN_ENQUEUED"}  # each was queued, then picked up by the coordinator
 
 
+def test_launch_run_takes_a_job_and_the_deployment_instance(
+    instance: RedisInstance, coordinator: Coordinator
+) -> None:
+    # Given the public launch_run, a job definition and no instance (the settings name it)
+    import orchestrator
+
+    # When a run is launched with a selection and tags, as a script would
+    run_id = orchestrator.launch_run(
+        celery_jobs.chain20, op_selection=["seed", "inc_0"], tags={"team": "data"}
+    )
+    # Then the coordinator runs just the selected steps, under the given tags
+    assert wait_finished(instance, [run_id]) == {run_id: RunStatus.SUCCESS}
+    record = instance.get_run(run_id)
+    assert record is not None and record.tags["team"] == "data"
+    ran = {e.step_key for e in instance.all_events(run_id) if e.event_type_value == "STEP_SUCCESS"}
+    assert ran == {"seed", "inc_0"}
+
+
+def test_launch_run_on_an_in_memory_instance_says_what_to_pass() -> None:
+    import orchestrator
+
+    with pytest.raises(orchestrator.OrchestratorError, match="shared Redis instance"):
+        orchestrator.launch_run(celery_jobs.one_step, Instance.ephemeral())
+
+
 def test_step_on_a_queue_nobody_consumes_is_reported(
     instance: RedisInstance, coordinator: Coordinator
 ) -> None:

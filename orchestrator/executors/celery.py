@@ -14,8 +14,10 @@ process's lease keeper.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,8 @@ from orchestrator.storage.batch import current_batch
 
 _ENDS_ATTEMPT = {e.value for e in STEP_TERMINAL} | {EventType.STEP_UP_FOR_RETRY.value}
 
+
+log = logging.getLogger("orchestrator.executors.celery")
 
 _apps: dict[str, Any] = {}
 _apps_lock = threading.Lock()
@@ -61,14 +65,34 @@ def _celery_app(settings: Settings, config: CeleryConfig) -> Any:
 _local = threading.local()
 
 
+class _ThreadProducers:
+    """A thread's producers; their broker connections are closed when the thread ends (its
+    locals are dropped), not left to the garbage collector."""
+
+    def __init__(self) -> None:
+        self.by_app: dict[int, Any] = {}
+        weakref.finalize(self, _close_producers, self.by_app)
+
+
+def _close_producers(by_app: dict[int, Any]) -> None:
+    for producer in by_app.values():
+        try:
+            producer.connection.release()
+        except Exception:  # a broker already gone: nothing more to free
+            log.debug("closing a producer's broker connection failed", exc_info=True)
+    by_app.clear()
+
+
 def _producer(app: Any) -> Any:
     """This thread's producer for ``app``, kept for the thread's life: acquiring one from the
     pool for every step cost more than sending the message (a coordinator's run scheduler
     sends every step of every run from one thread)."""
-    producers: dict[int, Any] = _local.__dict__.setdefault("producers", {})
-    producer = producers.get(id(app))
+    mine = _local.__dict__.get("producers")
+    if mine is None:
+        mine = _local.producers = _ThreadProducers()
+    producer = mine.by_app.get(id(app))
     if producer is None:
-        producer = producers[id(app)] = app.amqp.Producer(app.connection_for_write())
+        producer = mine.by_app[id(app)] = app.amqp.Producer(app.connection_for_write())
     return producer
 
 
