@@ -53,6 +53,11 @@ def test_launch_prints_the_run_id_last_and_a_coordinator_runs_it(instance: Redis
         thread.join(timeout=30)
     code, out = invoke("run", "show", run_id)
     assert code == 0 and "succeeded" in out
+    # the step says where it ran: the worker's Celery node and pool process
+    (start,) = [e for e in instance.all_events(run_id) if e.event_type_value == "STEP_START"]
+    node, _, pid = start.data["worker"].partition(" pid ")
+    assert "@" in node and pid.isdigit() and pid != str(os.getpid())
+    assert "Worker" in out and node.split("@")[0] in out
 
 
 def test_launch_with_bad_config_exits_2_and_stores_nothing(instance: RedisInstance) -> None:

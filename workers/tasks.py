@@ -200,7 +200,7 @@ class AttemptTakenAway(OrchestratorError):
     """This worker's attempt was declared lost or canceled meanwhile: stop reporting."""
 
 
-def run_step_message(message: dict[str, Any]) -> str:
+def run_step_message(message: dict[str, Any], node: str | None = None) -> str:
     """Run one step attempt described by ``message``; returns what happened (for logs).
 
     Round trips on the way: confirm the concurrency lease (limited steps only), claim the
@@ -212,7 +212,7 @@ def run_step_message(message: dict[str, Any]) -> str:
             message goes back to the broker rather than being lost.
     """
     try:
-        return _run_step_message(message)
+        return _run_step_message(message, node)
     except redis.RedisError as exc:
         if _claimed.get(message["attempt_id"]):
             raise  # claimed: its heartbeat lapses and the coordinator starts a new attempt
@@ -230,7 +230,7 @@ def run_step_message(message: dict[str, Any]) -> str:
 _claimed: dict[str, bool] = {}
 
 
-def _run_step_message(raw: dict[str, Any]) -> str:
+def _run_step_message(raw: dict[str, Any], node: str | None) -> str:
     rt = runtime()
     message = StepMessage.from_dict(raw)
     attempt_id = message.attempt_id
@@ -274,7 +274,7 @@ def _run_step_message(raw: dict[str, Any]) -> str:
         rt.worker_id,
         token,
         rt.settings.lease_seconds,
-        start_event(run_id, step_key, attempt),
+        start_event(run_id, step_key, attempt, worker=f"{node or rt.worker_id} pid {os.getpid()}"),
     )
     if state != "claimed":
         log.info("ignoring delivery of attempt %s: it is %s", attempt_id, state)
@@ -341,9 +341,11 @@ def register_tasks(app: Celery) -> None:
     """Register the step task on ``app``."""
     from workers.app import PING_TASK, STEP_TASK
 
-    @app.task(name=STEP_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-    def execute_step(message: dict[str, Any]) -> str:
-        return run_step_message(message)
+    @app.task(
+        name=STEP_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True
+    )
+    def execute_step(self: Any, message: dict[str, Any]) -> str:
+        return run_step_message(message, node=self.request.hostname)
 
     @app.task(name=PING_TASK, ignore_result=False)
     def ping(value: Any = None) -> Any:

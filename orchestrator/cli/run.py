@@ -193,19 +193,24 @@ def show_command(run_id: str) -> None:
     table.add_column("State", no_wrap=True)
     table.add_column("Attempts", justify="right")
     table.add_column("Duration", justify="right", no_wrap=True)
+    with_workers = any(step.worker for step in steps)
+    if with_workers:
+        table.add_column("Worker", overflow="fold")
     table.add_column("Details", overflow="fold")
     for step in steps:
         if step.error:
             details = Text(step.error, style="red")
         else:
             details = Text(step.note or "", style="dim")
-        table.add_row(
+        cells: list[Text | str] = [
             Text(step.step_key),
             styled(step.status.value),
             str(step.attempts) if step.attempts else "",
             format_duration(step.duration_ms),
-            details,
-        )
+        ]
+        if with_workers:
+            cells.append(Text(step.worker or "", style="dim"))
+        table.add_row(*cells, details)
     out.print(table)
     failed = {s.step_key for s in steps if s.status is StepStatus.FAILED}
     for event in events:

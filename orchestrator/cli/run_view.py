@@ -71,6 +71,8 @@ class StepSummary:
             retry).
         note: what the engine said last while no outcome was known (waiting for a slot, an
             attempt lost) or why the step was skipped.
+        worker: where the latest attempt started (a Celery worker's node and process), if its
+            executor says.
     """
 
     step_key: str
@@ -80,6 +82,7 @@ class StepSummary:
     end_time: float | None = None
     error: str | None = None
     note: str | None = None
+    worker: str | None = None
 
     @property
     def duration_ms(self) -> float | None:
@@ -97,6 +100,7 @@ class _Step:
     end_time: float | None = None
     error: str | None = None
     note: str | None = None
+    worker: str | None = None
 
     def apply(self, event: Event) -> None:
         if self.status in _FINISHED:
@@ -127,6 +131,8 @@ class _Step:
             self.attempts = max(self.attempts, attempt)
         if etype in (EventType.STEP_START, EventType.STEP_RESTARTED):
             self.status, self.note = StepStatus.RUNNING, None
+            if data.get("worker"):
+                self.worker = str(data["worker"])
             if self.start_time is None:
                 self.start_time = event.timestamp
         elif etype == EventType.STEP_UP_FOR_RETRY:
@@ -180,7 +186,7 @@ def step_summaries(events: Iterable[Event], step_keys: Sequence[str] = ()) -> li
                 s.status = StepStatus.NOT_STARTED
                 s.note = "never ran (run canceled)" if run_ended == "RUN_CANCELED" else s.note
     return [
-        StepSummary(key, s.status, s.attempts, s.start_time, s.end_time, s.error, s.note)
+        StepSummary(key, s.status, s.attempts, s.start_time, s.end_time, s.error, s.note, s.worker)
         for key, s in steps.items()
     ]
 

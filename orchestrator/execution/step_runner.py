@@ -52,14 +52,17 @@ def _user_exception(exc: BaseException) -> BaseException:
     return exc.user_exception if isinstance(exc, UserCodeError) else exc
 
 
-def start_event(run_id: str, step_key: str, attempt: int) -> Event:
-    """The STEP_START event of an attempt."""
+def start_event(run_id: str, step_key: str, attempt: int, worker: str | None = None) -> Event:
+    """The STEP_START event of an attempt; ``worker`` names where it runs (a Celery worker's
+    node name and process), so an operator sees where each step ran."""
+    where = f" on {worker}" if worker else ""
     return make_event(
         EventType.STEP_START,
         run_id,
-        f"Started execution of step {step_key!r}",
+        f"Started execution of step {step_key!r}{where}",
         step_key=step_key,
         attempt=attempt,
+        worker=worker,
     )
 
 
