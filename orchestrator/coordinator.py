@@ -42,7 +42,7 @@ from orchestrator.distributed.workers import ProcessRegistry
 from orchestrator.errors import InvalidInputError, OrchestratorError
 from orchestrator.execution.api import build_loggers, prepare_run
 from orchestrator.execution.context import RunContext
-from orchestrator.execution.driver import RunDriver, drive_run, fail_run
+from orchestrator.execution.driver import RunDriver, fail_run
 from orchestrator.execution.events import EventType, make_event
 from orchestrator.execution.loop import CANCEL_REQUESTED, ExecutionLoop
 from orchestrator.executors.base import Executor
@@ -401,15 +401,7 @@ class Coordinator:
     def _drive_in_thread(self, ownership: RunOwnership, prepared: _Prepared) -> None:
         loop = None
         try:
-            loop = drive_run(
-                prepared.ctx,
-                prepared.executor,
-                self.instance,
-                loop=prepared.loop,
-                resume=prepared.resume,
-                ownership=ownership,
-                max_lost_attempts=self.settings.max_lost_attempts,
-            )
+            loop = self._driver(ownership, prepared, None).run_to_end()
         except Exception:
             log.exception("run %s failed in the coordinator", ownership.run_id)
         finally:

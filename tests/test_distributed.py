@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +18,7 @@ from orchestrator.storage.redis import RedisInstance
 from tests import celery_jobs
 from tests.celery_support import Cluster
 from tests.gauge import Gauge
-
-BOUND = 90.0  # upper bound for anything the tests wait on; never reached when things work
-
-
-def wait_until(what: str, predicate: Callable[[], Any], timeout: float = BOUND) -> Any:
-    """Wait on a condition other processes make true (bounded; polls the shared state)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.waiting import BOUND, wait_until
 
 
 @pytest.fixture

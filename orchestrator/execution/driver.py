@@ -288,6 +288,22 @@ class RunDriver:
             self._arbiter.close()
             self._arbiter = None
 
+    def run_to_end(self) -> ExecutionLoop:
+        """Drive the run in this thread until it ends (or another coordinator takes it);
+        returns the finished loop. An error of the machinery fails the run and is re-raised."""
+        try:
+            self.begin()
+            while True:
+                deadline = self.advance()
+                if self.finished or self.abandoned:
+                    break
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                self.absorb(self.executor.wait(timeout))
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+        return self.end()
+
 
 def drive_run(
     ctx: RunContext,
@@ -329,18 +345,7 @@ def drive_run(
         resume=resume,
         max_lost_attempts=max_lost_attempts,
     )
-    try:
-        driver.begin()
-        while True:
-            deadline = driver.advance()
-            if driver.finished or driver.abandoned:
-                break
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            driver.absorb(executor.wait(timeout))
-    except BaseException as exc:
-        driver.fail(exc)
-        raise
-    return driver.end()
+    return driver.run_to_end()
 
 
 def _take_from_stream(links: _SharedLinks, executor: Executor, loop: ExecutionLoop) -> None:

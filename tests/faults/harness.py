@@ -11,32 +11,19 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import redis
 
 from orchestrator.distributed.workers import ProcessRegistry
 from orchestrator.redis_keys import RedisKeys
 from tests.faults import marks
+from tests.waiting import BOUND, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BOUND = 120.0  # upper bound for anything a test waits on; never reached when things work
-
-
-def wait_until(what: str, predicate: Callable[[], Any], timeout: float = BOUND) -> Any:
-    """Wait for a condition other processes make true (bounded; polls shared state)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def free_port() -> int:
