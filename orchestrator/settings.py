@@ -18,6 +18,9 @@ class Settings(BaseSettings):
         key_prefix: prefix of every Redis key, so deployments and tests can share a server.
         storage_url: where the filesystem IO manager keeps outputs (a path or fsspec URL);
             empty means ``<home>/storage``.
+        code_locations: what ``worker start`` and ``coordinator start`` serve when given no
+            ``-f``/``-m``: comma-separated entries, each a Python file (ending in ``.py``,
+            relative to the working directory) or a module name.
     """
 
     model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore")
@@ -26,6 +29,7 @@ class Settings(BaseSettings):
     redis_url: str = ""
     key_prefix: str = "orchestrator"
     storage_url: str = ""
+    code_locations: str = ""
     # Celery: broker defaults to the Redis URL; queues are declared with this max priority.
     broker_url: str = ""
     result_backend: str = ""  # Celery results are not used by steps; set for `ping` round trips

@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -160,3 +161,44 @@ def test_worker_start_with_redis_down_exits_2(
     assert done.returncode == 2, done.stdout + done.stderr
     assert expected in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_health_checks_see_this_hosts_worker_and_coordinator(instance: RedisInstance) -> None:
+    # Given the cluster's workers on this host and no coordinator yet
+    code, out = invoke("coordinator", "health")
+    assert code == 1 and "no coordinator" in out
+    # Then the worker check pings this host's own Celery node through the broker
+    code, out = invoke("worker", "health")
+    assert code == 0 and out.startswith("healthy: worker") and "answered" in out
+    # When a coordinator serves here, Then its check passes
+    coord = Coordinator(instance)
+    thread = threading.Thread(target=coord.serve, daemon=True)
+    thread.start()
+    try:
+        code, out = wait_until(
+            "the coordinator to register",
+            lambda: (r := invoke("coordinator", "health"))[0] == 0 and r,
+        )
+        assert coord.id in out
+    finally:
+        coord.stop()
+        thread.join(timeout=30)
+
+
+def test_code_locations_come_from_the_setting_when_none_are_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from orchestrator.cli.worker import code_locations, parse_code_locations
+    from orchestrator.definitions.reconstruct import CodeLocation
+
+    assert parse_code_locations(" jobs.py, my_pkg.jobs ,sub/more.py,") == [
+        CodeLocation(file="jobs.py"),
+        CodeLocation(module="my_pkg.jobs"),
+        CodeLocation(file="sub/more.py"),
+    ]
+    monkeypatch.setenv("ORCHESTRATOR_CODE_LOCATIONS", "tests.celery_jobs")
+    assert code_locations((), ()) == [CodeLocation(module="tests.celery_jobs")]
+    assert code_locations(("a.py",), ()) == [CodeLocation(file="a.py")]  # flags win
+    monkeypatch.setenv("ORCHESTRATOR_CODE_LOCATIONS", "")
+    with pytest.raises(click.UsageError, match="ORCHESTRATOR_CODE_LOCATIONS"):
+        code_locations((), ())

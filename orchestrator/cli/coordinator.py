@@ -52,3 +52,12 @@ def start(files: tuple[str, ...], modules: tuple[str, ...], max_runs: int | None
     )
     coord.serve()
     out.print("Coordinator stopping; runs it was driving will be resumed by another.", markup=False)
+
+
+@coordinator.command("health")
+def health() -> None:
+    """Exit 0 when a coordinator on this host has a live heartbeat, 1 otherwise (for
+    container health checks)."""
+    from orchestrator.cli.health import coordinator_health
+
+    coordinator_health()

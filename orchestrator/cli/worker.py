@@ -12,11 +12,28 @@ from orchestrator.definitions.reconstruct import CodeLocation
 
 
 def code_locations(files: tuple[str, ...], modules: tuple[str, ...]) -> list[CodeLocation]:
-    """The code locations given with repeated -f/-m (at least one)."""
+    """The code locations given with repeated -f/-m or, with neither, the setting
+    ``ORCHESTRATOR_CODE_LOCATIONS`` (at least one)."""
+    from orchestrator.settings import get_settings
+
     locations = [CodeLocation(file=f) for f in files] + [CodeLocation(module=m) for m in modules]
     if not locations:
-        raise click.UsageError("give at least one code location with -f FILE or -m MODULE")
+        locations = parse_code_locations(get_settings().code_locations)
+    if not locations:
+        raise click.UsageError(
+            "give at least one code location with -f FILE or -m MODULE "
+            "(or set ORCHESTRATOR_CODE_LOCATIONS, e.g. 'jobs.py,my_package.jobs')"
+        )
     return locations
+
+
+def parse_code_locations(text: str) -> list[CodeLocation]:
+    """``ORCHESTRATOR_CODE_LOCATIONS``: comma-separated files (``*.py``) and module names."""
+    entries = [e.strip() for e in text.split(",") if e.strip()]
+    return [
+        CodeLocation(file=e) if e.endswith(".py") or "/" in e else CodeLocation(module=e)
+        for e in entries
+    ]
 
 
 def serving_setup(
@@ -41,7 +58,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def code_location_options(f: F) -> F:
-    """Repeatable -f FILE / -m MODULE: the code locations a long-lived process serves."""
+    """Repeatable -f FILE / -m MODULE: the code locations a long-lived process serves
+    (default: ``ORCHESTRATOR_CODE_LOCATIONS``)."""
     f = click.option(
         "-m", "--module", "modules", multiple=True, help="Module of jobs (repeatable)."
     )(f)
@@ -101,3 +119,12 @@ def start(
         if settings.broker_url:
             ping_broker(settings.broker_url)
         start_worker(locations, queue_list, concurrency, loglevel, name)
+
+
+@worker.command("health")
+def health() -> None:
+    """Exit 0 when a worker on this host answers a ping through the broker, 1 otherwise (for
+    container health checks)."""
+    from orchestrator.cli.health import worker_health
+
+    worker_health()
