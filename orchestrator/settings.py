@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     # A step queued this long on a queue no live worker consumes is reported.
     no_consumer_delay: float = 60.0
     # Run coordinator: runs driven at once by one coordinator process.
-    max_concurrent_runs: int = 50
+    max_concurrent_runs: int = 200
 
     @property
     def storage_dir(self) -> str:
