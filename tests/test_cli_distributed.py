@@ -19,7 +19,7 @@ from orchestrator.coordinator import Coordinator
 from orchestrator.storage.redis import RedisInstance
 from tests import other_location_jobs
 from tests.celery_support import REPO_ROOT, Cluster
-from tests.test_distributed import wait_finished, wait_until
+from tests.waiting import wait_finished, wait_until
 
 
 @pytest.fixture

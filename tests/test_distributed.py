@@ -18,7 +18,7 @@ from orchestrator.storage.redis import RedisInstance
 from tests import celery_jobs
 from tests.celery_support import Cluster
 from tests.gauge import Gauge
-from tests.waiting import BOUND, wait_until
+from tests.waiting import BOUND, wait_finished, wait_until
 
 
 @pytest.fixture
@@ -45,16 +45,6 @@ def coordinator(instance: RedisInstance) -> Iterator[Coordinator]:
     yield coord
     coord.stop()
     thread.join(timeout=30)
-
-
-def wait_finished(instance: RedisInstance, run_ids: list[str]) -> dict[str, RunStatus]:
-    def done() -> dict[str, RunStatus] | None:
-        runs = {r: instance.get_run(r) for r in run_ids}
-        if all(rec is not None and rec.is_finished for rec in runs.values()):
-            return {r: rec.status for r, rec in runs.items()}  # type: ignore[union-attr]
-        return None
-
-    return wait_until(f"{len(run_ids)} runs to finish", done)  # type: ignore[no-any-return]
 
 
 def traces(trace_dir: Path) -> list[dict[str, Any]]:

@@ -42,7 +42,11 @@ def test_the_first_command_runs_the_main_job(orchestrator_home: Path) -> None:
         text=True,
         timeout=300,
     )
-    # Then the run succeeds and prints the job's report
+    # Then the run succeeds on a local worker pool started for it, and prints the total
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout, done.stdout
-    assert '"total": 760' in done.stdout, done.stdout
+    assert "warehouse load done: 1000 rows" in done.stdout, done.stdout
+    started = re.search(r"started a local worker pool \(pid (\d+),", done.stdout)
+    assert started, done.stdout
+    # and the pool is gone once the command has returned
+    assert not Path(f"/proc/{started.group(1)}").exists()

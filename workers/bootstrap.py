@@ -23,6 +23,7 @@ def start_worker(
     concurrency: int | None = None,
     loglevel: str = "INFO",
     name: str | None = None,
+    quiet: bool = False,
 ) -> None:
     """Run a Celery worker (blocks until it stops) that runs steps of ``locations`` only.
 
@@ -72,6 +73,7 @@ def start_worker(
     signals.worker_shutdown.connect(shutdown, weak=False)
     signals.task_received.connect(received, weak=False)
     argv = [
+        *(["--quiet"] if quiet else []),  # no start-up banner
         "worker",
         "-Q",
         ",".join(queues),

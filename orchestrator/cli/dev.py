@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 from types import FrameType
 
 import click
 
 from orchestrator.cli.common import make_console
+from orchestrator.cli.local_workers import LocalWorkerPool
 from orchestrator.cli.worker import serving_setup
 
 DEFAULT_LOCATION = "examples/distributed.py"
@@ -51,26 +49,7 @@ def dev(files: tuple[str, ...], modules: tuple[str, ...], concurrency: int, queu
         files = (DEFAULT_LOCATION,)
     out = make_console()
     locations, instance = serving_setup(files, modules)
-    location_args = [arg for f in files for arg in ("-f", f)] + [
-        arg for m in modules for arg in ("-m", m)
-    ]
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator.cli.main",
-            "worker",
-            "start",
-            *location_args,
-            "-Q",
-            queues,
-            "-c",
-            str(concurrency),
-            "--loglevel",
-            "WARNING",
-        ],
-        env=os.environ.copy(),
-    )
+    worker = LocalWorkerPool(files, modules, queues.split(","), concurrency)
     coord = Coordinator(instance, locations)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
@@ -91,8 +70,4 @@ def dev(files: tuple[str, ...], modules: tuple[str, ...], concurrency: int, queu
     try:
         coord.serve()
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        worker.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Any
 
 import click
@@ -21,6 +22,7 @@ from orchestrator.cli.common import (
     require_location,
     run_options,
 )
+from orchestrator.cli.local_workers import local_pool_for_run
 from orchestrator.cli.progress import RunProgress, print_run_end, quiet_last_resort_logging
 from orchestrator.definitions.reconstruct import ReconstructableJob
 from orchestrator.execution.api import execute_job
@@ -87,7 +89,11 @@ def execute_command(
     with bad_input_exits(), get_instance(patience=None) as instance:
         job_def, pointer = find_job(file, module, job_name)
         run_id = str(uuid.uuid4())
-        with RunProgress(out, instance, run_id):
+        say = partial(out.print, markup=False)
+        with (
+            local_pool_for_run(job_def, instance, file, module, say),
+            RunProgress(out, instance, run_id),
+        ):
             try:
                 execute_job(
                     ReconstructableJob(pointer, job_def),

@@ -92,6 +92,7 @@ def worker() -> None:
 )
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("-n", "--name", default=None, help="Worker name (default: generated).")
+@click.option("--quiet", is_flag=True, help="No start-up banner.")
 def start(
     files: tuple[str, ...],
     modules: tuple[str, ...],
@@ -99,6 +100,7 @@ def start(
     concurrency: int | None,
     loglevel: str,
     name: str | None,
+    quiet: bool,
 ) -> None:
     """Start a worker (blocks). It runs only steps whose job comes from these code locations;
     a message naming any other is refused with a step failure event.
@@ -118,7 +120,7 @@ def start(
         settings = get_settings()
         if settings.broker_url:
             ping_broker(settings.broker_url)
-        start_worker(locations, queue_list, concurrency, loglevel, name)
+        start_worker(locations, queue_list, concurrency, loglevel, name, quiet)
 
 
 @worker.command("health")
