@@ -4,17 +4,37 @@ workers, with tag concurrency limits that hold across runs (enforced in Redis).
 Everything a job file needs is importable from here, under Dagster's names.
 """
 
+from typing import Any  # also Dagster's "any value" config type
+
 from orchestrator.concurrency.config import TagConcurrencyLimit
 from orchestrator.coordinator import launch_run
 from orchestrator.definitions.config import (
+    Array,
+    Bool,
+    BoolSource,
     Config,
     ConfigMapping,
+    Enum,
+    EnumValue,
     Field,
+    Float,
+    Int,
+    IntSource,
     Noneable,
+    Permissive,
     RunConfig,
+    Selector,
+    Shape,
+    String,
+    StringSource,
     config_mapping,
 )
-from orchestrator.definitions.definitions import Definitions
+from orchestrator.definitions.definitions import (
+    Definitions,
+    RepositoryDefinition,
+    definitions,
+    repository,
+)
 from orchestrator.definitions.graph import GraphDefinition, graph
 from orchestrator.definitions.hooks import HookContext, HookDefinition, failure_hook, success_hook
 from orchestrator.definitions.io import GraphIn, GraphOut, In, Nothing, Out, Output
@@ -34,6 +54,7 @@ from orchestrator.definitions.partitions import (
     daily_partitioned_config,
     static_partitioned_config,
 )
+from orchestrator.definitions.paths import file_relative_path
 from orchestrator.definitions.reconstruct import (
     JobPointer,
     ReconstructableJob,
@@ -50,7 +71,18 @@ from orchestrator.definitions.resources import (
 from orchestrator.definitions.retry import Backoff, Jitter, RetryPolicy
 from orchestrator.errors import (
     ConfigError,
+    DagsterError,
+    DagsterExecutionStepExecutionError,
+    DagsterInvalidConfigError,
+    DagsterInvalidDefinitionError,
+    DagsterInvalidInvocationError,
+    DagsterInvalidSubsetError,
+    DagsterInvariantViolationError,
+    DagsterTypeCheckDidNotPass,
+    DagsterUnknownResourceError,
     Failure,
+    InvalidInvocationError,
+    InvariantViolationError,
     MissingInputError,
     OrchestratorError,
     ReconstructionError,
@@ -59,10 +91,15 @@ from orchestrator.errors import (
     RunFailedError,
     SelectionError,
     StepError,
+    TypeCheckError,
     UserCodeError,
 )
-from orchestrator.execution.api import execute_job
-from orchestrator.execution.context import OpExecutionContext, build_op_context
+from orchestrator.execution.api import execute_job, validate_run_config
+from orchestrator.execution.context import (
+    OpExecutionContext,
+    build_op_context,
+    get_dagster_logger,
+)
 from orchestrator.execution.events import Event, EventType
 from orchestrator.execution.reexecution import ReexecutionOptions
 from orchestrator.execution.result import ExecuteInProcessResult, ExecuteJobResult
@@ -95,19 +132,34 @@ AssetExecutionContext = OpExecutionContext
 __version__ = "0.1.0"
 
 __all__ = [
+    "Any",
+    "Array",
     "AssetExecutionContext",
     "Backoff",
+    "Bool",
+    "BoolSource",
     "Config",
     "ConfigError",
     "ConfigMapping",
     "ConfigurableResource",
+    "DagsterError",
     "DagsterEvent",
     "DagsterEventType",
+    "DagsterExecutionStepExecutionError",
     "DagsterInstance",
+    "DagsterInvalidConfigError",
+    "DagsterInvalidDefinitionError",
+    "DagsterInvalidInvocationError",
+    "DagsterInvalidSubsetError",
+    "DagsterInvariantViolationError",
     "DagsterRun",
     "DagsterRunStatus",
+    "DagsterTypeCheckDidNotPass",
+    "DagsterUnknownResourceError",
     "DailyPartitionsDefinition",
     "Definitions",
+    "Enum",
+    "EnumValue",
     "Event",
     "EventType",
     "ExecuteInProcessResult",
@@ -115,6 +167,7 @@ __all__ = [
     "ExecutorDefinition",
     "Failure",
     "Field",
+    "Float",
     "GraphDefinition",
     "GraphIn",
     "GraphOut",
@@ -127,6 +180,10 @@ __all__ = [
     "InitResourceContext",
     "InputContext",
     "Instance",
+    "Int",
+    "IntSource",
+    "InvalidInvocationError",
+    "InvariantViolationError",
     "Jitter",
     "JobDefinition",
     "JobPointer",
@@ -142,9 +199,11 @@ __all__ = [
     "OutputContext",
     "PartitionedConfig",
     "PartitionsDefinition",
+    "Permissive",
     "ReconstructableJob",
     "ReconstructionError",
     "ReexecutionOptions",
+    "RepositoryDefinition",
     "ResourceDefinition",
     "ResourceNotFoundError",
     "RetryPolicy",
@@ -155,9 +214,14 @@ __all__ = [
     "RunStatus",
     "RunsFilter",
     "SelectionError",
+    "Selector",
+    "Shape",
     "StaticPartitionsDefinition",
     "StepError",
+    "String",
+    "StringSource",
     "TagConcurrencyLimit",
+    "TypeCheckError",
     "UserCodeError",
     "build_init_resource_context",
     "build_op_context",
@@ -166,9 +230,12 @@ __all__ = [
     "colored_console_logger",
     "config_mapping",
     "daily_partitioned_config",
+    "definitions",
     "execute_job",
     "failure_hook",
+    "file_relative_path",
     "fs_io_manager",
+    "get_dagster_logger",
     "graph",
     "in_process_executor",
     "io_manager",
@@ -180,7 +247,9 @@ __all__ = [
     "multiprocess_executor",
     "op",
     "reconstructable",
+    "repository",
     "resource",
     "static_partitioned_config",
     "success_hook",
+    "validate_run_config",
 ]

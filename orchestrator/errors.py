@@ -87,6 +87,19 @@ class StepError(OrchestratorError):
     an input value did not reach the step's process."""
 
 
+class TypeCheckError(StepError):
+    """A step input or output failed its type check (its Python type or ``DagsterType``)."""
+
+
+class InvariantViolationError(InvalidInputError):
+    """A request the framework cannot satisfy in the current state, e.g. asking a run's result
+    for an output that was never produced."""
+
+
+class InvalidInvocationError(DefinitionError):
+    """An op or resource called directly (outside a job) with arguments it cannot take."""
+
+
 class RunFailedError(OrchestratorError):
     """Raised by execute functions with ``raise_on_error=True`` when the run failed for a reason
     other than an op's own exception (which is re-raised as is)."""
@@ -125,6 +138,21 @@ class RetryRequested(Exception):
         super().__init__(f"Retry requested (max_retries={max_retries})")
         self.max_retries = max_retries
         self.seconds_to_wait = seconds_to_wait
+
+
+# -- Dagster's names -------------------------------------------------------------------------
+# The same classes under the names Dagster code catches, so ``except DagsterInvalidConfigError``
+# catches what Dagster would raise there.
+
+DagsterError = OrchestratorError
+DagsterInvalidDefinitionError = DefinitionError
+DagsterInvalidConfigError = ConfigError
+DagsterInvariantViolationError = InvariantViolationError
+DagsterUnknownResourceError = ResourceNotFoundError
+DagsterTypeCheckDidNotPass = TypeCheckError
+DagsterExecutionStepExecutionError = UserCodeError
+DagsterInvalidInvocationError = InvalidInvocationError
+DagsterInvalidSubsetError = SelectionError
 
 
 def closest_names(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:

@@ -793,7 +793,7 @@ def test_a_failed_type_check_is_a_step_error_of_the_error_tree() -> None:
 
     result = type_job.execute_in_process(raise_on_error=False)
     (failure,) = result.get_step_failure_events()
-    assert failure.error is not None and failure.error.cls_name == "StepError"
+    assert failure.error is not None and failure.error.cls_name == "TypeCheckError"
     with pytest.raises(StepError, match="type check failed") as raised:
         type_job.execute_in_process()
     assert isinstance(raised.value, OrchestratorError)

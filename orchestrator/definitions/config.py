@@ -8,12 +8,13 @@ wrong, e.g. ``ops.do_something.config.config_param``.
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Optional, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, ValidationInfo
 
 from orchestrator.errors import ConfigError, DefinitionError
 
@@ -63,10 +64,162 @@ class Noneable:
         self.inner = inner
 
 
+class Shape:
+    """A config mapping with these fields (what a plain dict schema means):
+    ``Shape({"host": str, "port": Field(int, default_value=5432)})``."""
+
+    def __init__(self, fields: Mapping[str, Any], description: str | None = None):
+        self.fields = dict(fields)
+        self.description = description
+
+
+class Permissive(Shape):
+    """A config mapping that checks the fields it names and keeps any other keys as given."""
+
+    def __init__(self, fields: Mapping[str, Any] | None = None, description: str | None = None):
+        super().__init__(fields or {}, description)
+
+
+class Selector(Shape):
+    """Exactly one of the named fields: ``Selector({"csv": str, "parquet": str})`` accepts
+    ``{"csv": "a.csv"}``; the op gets that one-key mapping."""
+
+
+class Array:
+    """A list of values of one config type: ``Array(int)``."""
+
+    def __init__(self, inner: Any, description: str | None = None):
+        self.inner = inner
+        self.description = description
+
+
+class EnumValue:
+    """One value of an :class:`Enum`: its config name and the Python value the op receives
+    (the name itself unless given)."""
+
+    def __init__(self, config_value: str, python_value: Any = _NOTSET, description: str = ""):
+        self.config_value = config_value
+        self.python_value = config_value if python_value is _NOTSET else python_value
+        self.description = description
+
+
+class Enum:
+    """A config value that is one of fixed names: ``Enum("Color", [EnumValue("RED"), ...])``.
+
+    ``Enum.from_python_enum(MyEnum)`` takes the names of a Python ``enum.Enum`` and gives the op
+    its members."""
+
+    def __init__(self, name: str, enum_values: list[EnumValue]):
+        self.name = name
+        self.enum_values = list(enum_values)
+
+    @classmethod
+    def from_python_enum(cls, enum_type: Any) -> Enum:
+        return cls(enum_type.__name__, [EnumValue(m.name, m) for m in enum_type])
+
+    def resolve(self, value: Any) -> Any:
+        for ev in self.enum_values:
+            if value == ev.config_value:
+                return ev.python_value
+        names = [ev.config_value for ev in self.enum_values]
+        raise ValueError(f"{value!r} is not a value of enum {self.name} (one of {names})")
+
+    def validator(self, value: Any, info: ValidationInfo) -> Any:
+        python_value = self.resolve(value)
+        return python_value if _resolving(info) else value
+
+
+def _resolving(info: ValidationInfo) -> bool:
+    """False while a run is planned: the plan keeps config in its given (JSON) form, enum
+    names and ``{"env": ...}`` included; the step's process resolves them."""
+    return not (isinstance(info.context, Mapping) and info.context.get("resolve") is False)
+
+
+class _EnvSource:
+    """A config type that takes the value itself or ``{"env": "VARIABLE"}`` (read when the
+    config is validated, in the process that validates it)."""
+
+    def __init__(self, name: str, python_type: type):
+        self.name = name
+        self.python_type = python_type
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def validator(self, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, Mapping):
+            if set(value) != {"env"} or not isinstance(value["env"], str):
+                raise ValueError(f'{self.name}: expected a value or {{"env": "VARIABLE"}}')
+            return self.resolve(value) if _resolving(info) else value
+        if not isinstance(value, self.python_type) or (
+            self.python_type is int and isinstance(value, bool)
+        ):
+            raise ValueError(
+                f'{self.name}: expected a {self.python_type.__name__} or {{"env": "VARIABLE"}}'
+            )
+        return value
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            variable = value["env"]
+            if variable not in os.environ:
+                raise ValueError(f"environment variable {variable!r} is not set")
+            value = os.environ[variable]
+            if self.python_type is bool:
+                lowered = value.strip().lower()
+                if lowered not in ("true", "false", "1", "0"):
+                    raise ValueError(f"{variable}={value!r} is not a boolean (true/false)")
+                return lowered in ("true", "1")
+            if self.python_type is int:
+                try:
+                    return int(value)
+                except ValueError:
+                    raise ValueError(f"{variable}={value!r} is not an integer") from None
+        return value
+
+
+StringSource = _EnvSource("StringSource", str)
+IntSource = _EnvSource("IntSource", int)
+BoolSource = _EnvSource("BoolSource", bool)
+
+
+def _selector_annotation(selector: Selector, name: str) -> Any:
+    adapters = {
+        key: TypeAdapter(_annotation_for(_entry_type(entry), f"{name}_{key}"))
+        for key, entry in selector.fields.items()
+    }
+
+    def check(value: Any, info: ValidationInfo) -> dict[str, Any]:
+        if not isinstance(value, Mapping) or len(value) != 1:
+            raise ValueError(f"expected exactly one of {sorted(adapters)}")
+        ((key, inner),) = value.items()
+        if key not in adapters:
+            raise ValueError(f"{key!r} is not one of {sorted(adapters)}")
+        return {key: adapters[key].validate_python(inner, context=info.context)}
+
+    return Annotated[dict[str, Any], BeforeValidator(check)]
+
+
+def _entry_type(entry: Any) -> Any:
+    return entry.config_type if isinstance(entry, Field) else entry
+
+
 def _annotation_for(schema: Any, name: str) -> Any:
     """Turn a dict-schema entry into a pydantic annotation."""
     if isinstance(schema, Noneable):
         return Optional[_annotation_for(schema.inner, name)]  # noqa: UP045
+    if isinstance(schema, Selector):
+        return _selector_annotation(schema, name)
+    if isinstance(schema, Permissive):
+        return _model_for_dict(schema.fields, name, extra="allow")
+    if isinstance(schema, Shape):
+        return _model_for_dict(schema.fields, name)
+    if isinstance(schema, Array):
+        return list[_annotation_for(schema.inner, name)]  # type: ignore[misc]
+    if isinstance(schema, Enum):
+        return Annotated[Any, BeforeValidator(schema.validator)]
+    if isinstance(schema, _EnvSource):
+        return Annotated[Any, BeforeValidator(schema.validator)]
     if isinstance(schema, dict):
         return _model_for_dict(schema, name)
     if isinstance(schema, list) and len(schema) == 1:
@@ -76,7 +229,17 @@ def _annotation_for(schema: Any, name: str) -> Any:
     return schema
 
 
-def _model_for_dict(schema: Mapping[str, Any], name: str) -> type[BaseModel]:
+def _all_optional(annotation: Any) -> bool:
+    return (
+        inspect.isclass(annotation)
+        and issubclass(annotation, BaseModel)
+        and not any(f.is_required() for f in annotation.model_fields.values())
+    )
+
+
+def _model_for_dict(
+    schema: Mapping[str, Any], name: str, extra: Literal["forbid", "allow"] = "forbid"
+) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for key, entry in schema.items():
         if isinstance(entry, Field):
@@ -88,10 +251,16 @@ def _model_for_dict(schema: Mapping[str, Any], name: str) -> type[BaseModel]:
             else:
                 annotation, default = Optional[annotation], None  # noqa: UP045
             fields[key] = (annotation, pydantic.Field(default, description=entry.description))
+        elif isinstance(entry, Noneable):  # an absent Noneable entry is None
+            fields[key] = (_annotation_for(entry, f"{name}_{key}"), None)
         else:
-            fields[key] = (_annotation_for(entry, f"{name}_{key}"), ...)
+            annotation = _annotation_for(entry, f"{name}_{key}")
+            if _all_optional(annotation):  # a mapping of optional fields may be left out
+                fields[key] = (annotation, pydantic.Field(default_factory=annotation))
+            else:
+                fields[key] = (annotation, ...)
     return pydantic.create_model(
-        f"{name}_config", __config__=ConfigDict(extra="forbid", strict=True), **fields
+        f"{name}_config", __config__=ConfigDict(extra=extra, strict=True), **fields
     )
 
 
@@ -117,9 +286,11 @@ class ConfigSchema:
             return any(f.is_required() for f in self.model.model_fields.values())
         return True
 
-    def validate(self, value: Any, path: str) -> tuple[Any, Problems]:
+    def validate(self, value: Any, path: str, *, resolve: bool = True) -> tuple[Any, Problems]:
         """Validate a raw value. Returns (value for the op, problems); the value is the user's
-        ``Config`` instance, a plain dict for dict schemas, or the plain value."""
+        ``Config`` instance, a plain dict for dict schemas, or the plain value. With
+        ``resolve=False`` (planning) enum names and ``{"env": ...}`` sources stay as given."""
+        context = {"resolve": resolve}
         if value is None and self.default is not _NOTSET:
             value = self.default
         if isinstance(value, BaseModel):
@@ -130,10 +301,10 @@ class ConfigSchema:
                     value = {}
                 if not isinstance(value, Mapping):
                     return None, [(path, f"expected a mapping, got {type(value).__name__}")]
-                obj = self.model.model_validate(value)
+                obj = self.model.model_validate(value, context=context)
                 return (obj if self.user_class else obj.model_dump()), []
             assert self.adapter is not None
-            return self.adapter.validate_python(value), []
+            return self.adapter.validate_python(value, context=context), []
         except pydantic.ValidationError as exc:
             return None, pydantic_problems(exc, path, self.model)
 
@@ -158,6 +329,10 @@ def as_config_schema(schema: Any, name: str = "op") -> ConfigSchema | None:
         return ConfigSchema(model=schema, adapter=None, user_class=True)
     if isinstance(schema, Mapping):
         return ConfigSchema(model=_model_for_dict(schema, name), adapter=None, user_class=False)
+    if isinstance(schema, Shape) and not isinstance(schema, Selector):
+        extra: Literal["forbid", "allow"] = "allow" if isinstance(schema, Permissive) else "forbid"
+        model = _model_for_dict(schema.fields, name, extra)
+        return ConfigSchema(model=model, adapter=None, user_class=False)
     if isinstance(schema, Field):
         inner = as_config_schema(schema.config_type, name)
         assert inner is not None
@@ -352,3 +527,10 @@ def config_mapping(fn: Callable[[Any], Any] | None = None, *, config_schema: Any
 def is_optional(annotation: Any) -> bool:
     """True for ``Optional[X]`` annotations."""
     return get_origin(annotation) is Union and type(None) in get_args(annotation)
+
+
+# Dagster's names of the scalar config types.
+String = str
+Int = int
+Float = float
+Bool = bool

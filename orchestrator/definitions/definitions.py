@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.definitions.job import JobDefinition
@@ -82,3 +82,62 @@ class Definitions:
 
     def get_all_job_defs(self) -> list[JobDefinition]:
         return [self.get_job_def(n) for n in self._jobs]
+
+
+class RepositoryDefinition(Definitions):
+    """What ``@repository`` makes: Dagster's older container of jobs, loaded like
+    :class:`Definitions`, with its name and Dagster's accessors."""
+
+    def __init__(self, name: str, jobs: Iterable[JobDefinition], description: str | None = None):
+        super().__init__(jobs=jobs)
+        self.name = name
+        self.description = description
+
+    def get_job(self, name: str) -> JobDefinition:
+        return self.get_job_def(name)
+
+    def get_all_jobs(self) -> list[JobDefinition]:
+        return self.get_all_job_defs()
+
+
+def _defined_in(obj: Definitions, fn: Callable[..., Any]) -> Definitions:
+    obj._defined_in_module = fn.__module__  # reconstructable() finds it under the function's name
+    return obj
+
+
+def repository(
+    fn: Callable[[], Any] | None = None, *, name: str | None = None, description: str | None = None
+) -> Any:
+    """Decorator: a function returning a list of jobs (or a dict ``{"jobs": {name: job}}``)
+    becomes a :class:`RepositoryDefinition` named after it; code locations load its jobs."""
+
+    def wrap(f: Callable[[], Any]) -> RepositoryDefinition:
+        returned = f()
+        if isinstance(returned, Mapping):
+            jobs = list((returned.get("jobs") or {}).values())
+            unknown = set(returned) - {"jobs"}
+            if unknown:
+                raise DefinitionError(
+                    f"@repository {f.__name__!r}: only 'jobs' is supported in the returned "
+                    f"dict (got {sorted(unknown)}); schedules, sensors and assets are not"
+                )
+        elif isinstance(returned, Iterable):
+            jobs = list(returned)
+        else:
+            raise DefinitionError(
+                f"@repository {f.__name__!r} must return a list of jobs, got {returned!r}"
+            )
+        repo = RepositoryDefinition(name or f.__name__, jobs, description or f.__doc__)
+        _defined_in(repo, f)
+        return repo
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def definitions(fn: Callable[[], Definitions]) -> Definitions:
+    """Decorator: a function returning :class:`Definitions` stands for them (Dagster's
+    ``@definitions``); the function runs once, when its module is loaded."""
+    returned = fn()
+    if not isinstance(returned, Definitions):
+        raise DefinitionError(f"@definitions {fn.__name__!r} must return Definitions(...)")
+    return _defined_in(returned, fn)

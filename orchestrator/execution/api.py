@@ -357,3 +357,41 @@ def execute_job(
     if raise_on_error and not loop.succeeded:
         _raise_first_failure(result, getattr(executor, "outcomes", {}))
     return result
+
+
+def validate_run_config(job_def: JobDefinition, run_config: Any = None) -> dict[str, Any]:
+    """Validate run config for ``job_def`` as a launch would, and return it complete: every
+    op's config (defaults filled, nested under its graphs as ``ops: {graph: {ops: {...}}}``),
+    resources, execution and loggers.
+
+    Raises:
+        ConfigError (``DagsterInvalidConfigError``): naming each problem's config path.
+    """
+    from orchestrator.plan.build import needed_resource_keys
+    from orchestrator.plan.run_config import effective_run_config
+    from orchestrator.plan.run_config import validate_run_config as check
+
+    raw = effective_run_config(job_def, run_config, None)
+    resource_defs = job_def.resource_defs
+    resolved = check(job_def, raw, resource_defs, needed_resource_keys(job_def, resource_defs))
+    ops: dict[str, Any] = {}
+    for handle in job_def.op_nodes:
+        *graphs, name = handle.split(".")
+        level = ops
+        for graph_name in graphs:
+            level = level.setdefault(graph_name, {}).setdefault("ops", {})
+        entry: dict[str, Any] = {}
+        if handle in resolved.op_config:
+            entry["config"] = resolved.op_config[handle]
+        if resolved.op_inputs.get(handle):
+            entry["inputs"] = dict(resolved.op_inputs[handle])
+        level[name] = entry
+    out: dict[str, Any] = {
+        "ops": ops,
+        "resources": {k: {"config": v} for k, v in resolved.resource_config.items()},
+        "execution": raw.get("execution", {}),
+        "loggers": {k: {"config": v} for k, v in resolved.logger_config.items()},
+    }
+    if resolved.job_inputs:
+        out["inputs"] = dict(resolved.job_inputs)
+    return out

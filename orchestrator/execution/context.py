@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +103,44 @@ class LogManager:
 
     def critical(self, msg: str, *args: Any, **kw: Any) -> None:
         self.log(logging.CRITICAL, msg, *args, **kw)
+
+
+_current_log: ContextVar[LogManager | None] = ContextVar("orchestrator_step_log", default=None)
+USER_LOGGER = "orchestrator.user"
+
+
+@contextmanager
+def logging_to(log: LogManager) -> Iterator[None]:
+    """While an op runs, lines of :func:`get_dagster_logger` loggers go to its run log."""
+    token = _current_log.set(log)
+    try:
+        yield
+    finally:
+        _current_log.reset(token)
+
+
+class _ToStepLog(logging.Filter):
+    """On the user loggers' root: inside a running op, a record becomes a line of that op's
+    run log (and goes no further); outside one, it propagates as usual."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        log = _current_log.get()
+        if log is None:
+            return True
+        log.log(record.levelno, record.getMessage())
+        return False
+
+
+def get_dagster_logger(name: str | None = None) -> logging.Logger:
+    """A Python logger for code an op calls (helpers that have no ``context``): inside a running
+    op its lines are written to the run's log like ``context.log``'s; elsewhere it is a plain
+    logger under ``orchestrator.user``."""
+    logger = logging.getLogger(f"{USER_LOGGER}.{name}" if name else USER_LOGGER)
+    if not any(isinstance(f, _ToStepLog) for f in logger.filters):
+        logger.addFilter(_ToStepLog())
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.DEBUG)
+    return logger
 
 
 class OpExecutionContext:

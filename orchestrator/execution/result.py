@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator.errors import InvalidInputError
+from orchestrator.errors import InvariantViolationError
 from orchestrator.execution.events import Event, EventType
 
 
@@ -73,7 +73,7 @@ class ExecuteInProcessResult:
         """The value of output ``output_name`` of op ``node_str`` (its handle).
 
         Raises:
-            InvalidInputError: the op did not run in this run, or did not produce that output.
+            InvariantViolationError: the op did not run in this run, or did not produce that output.
         """
         if node_str not in self._produced and self._graph is not None:
             from orchestrator.plan.handles import resolve_output
@@ -81,12 +81,12 @@ class ExecuteInProcessResult:
             with contextlib.suppress(KeyError):
                 node_str, output_name = resolve_output(self._graph, node_str, output_name)
         if node_str not in self._produced:
-            raise InvalidInputError(
+            raise InvariantViolationError(
                 f"op {node_str!r} did not run in run {self.run_id}; ops that ran: "
                 f"{sorted(self._produced)}"
             )
         if output_name not in self._produced[node_str]:
-            raise InvalidInputError(
+            raise InvariantViolationError(
                 f"op {node_str!r} produced no output {output_name!r} in run {self.run_id} "
                 f"(produced: {sorted(self._produced[node_str])})"
             )
@@ -95,7 +95,7 @@ class ExecuteInProcessResult:
     def output_value(self, output_name: str = "result") -> Any:
         """For a single-op job: that op's output."""
         if len(self._produced) != 1:
-            raise InvalidInputError(
+            raise InvariantViolationError(
                 "output_value() needs a job with one op; use output_for_node(name)"
             )
         return self.output_for_node(next(iter(self._produced)), output_name)

@@ -23,9 +23,15 @@ from orchestrator.errors import (
     OutputStorageError,
     RetryRequested,
     StepError,
+    TypeCheckError,
     UserCodeError,
 )
-from orchestrator.execution.context import LogManager, OpExecutionContext, RunContext
+from orchestrator.execution.context import (
+    LogManager,
+    OpExecutionContext,
+    RunContext,
+    logging_to,
+)
 from orchestrator.execution.events import ErrorInfo, Event, EventType, make_event
 from orchestrator.execution.resource_scope import ResourceScope
 from orchestrator.execution.user_code import user_code_boundary
@@ -114,20 +120,21 @@ class StepRunner:
                 if op_def.config_param:
                     kwargs[op_def.config_param] = op_config
                 args = [context] if op_def.takes_context else []
-                with user_code_boundary(f"op {step_key!r}"):
-                    result = op_def.compute_fn(*args, **kwargs)
-                produced = self._outputs(op_def, result)
-                while True:
-                    # a generator op runs between yields: user code, but not the type check
+                with logging_to(log):  # get_dagster_logger() lines join the run log
                     with user_code_boundary(f"op {step_key!r}"):
-                        item = next(produced, None)
-                    if item is None:
-                        break
-                    name, value, meta = item
-                    self._check_type(step, op_def, name, value)
-                    outputs[name] = value
-                    if meta:
-                        metadata[name] = dict(meta)
+                        result = op_def.compute_fn(*args, **kwargs)
+                    produced = self._outputs(op_def, result)
+                    while True:
+                        # a generator op runs between yields: user code, but not the type check
+                        with user_code_boundary(f"op {step_key!r}"):
+                            item = next(produced, None)
+                        if item is None:
+                            break
+                        name, value, meta = item
+                        self._check_type(step, op_def, name, value)
+                        outputs[name] = value
+                        if meta:
+                            metadata[name] = dict(meta)
                 self._check_outputs(step, op_def, outputs)
                 for out in step.outputs:
                     if out.name in outputs:
@@ -211,7 +218,7 @@ class StepRunner:
                 value = op_def.ins[name].default_value
             expected = op_def.ins[name].dagster_type
             if not step_input.fan_in and not _type_ok(expected, value):
-                raise StepError(
+                raise TypeCheckError(
                     f"type check failed for input {name!r} of step {step.key!r}: expected "
                     f"{expected.__name__}, got {type(value).__name__} {value!r}"
                 )
@@ -287,7 +294,7 @@ class StepRunner:
     def _check_type(step: ExecutionStep, op_def: OpDefinition, name: str, value: Any) -> None:
         expected = op_def.outs[name].dagster_type
         if not _type_ok(expected, value):
-            raise StepError(
+            raise TypeCheckError(
                 f"type check failed for output {name!r} of step {step.key!r}: expected "
                 f"{expected.__name__}, got {type(value).__name__} {value!r}"
             )

@@ -110,7 +110,9 @@ class _Validator:
                 if node_cfg.get("config") not in (None, {}):
                     self.problems.append((f"{node_path}.config", "this op takes no config"))
             else:
-                value, probs = schema.validate(node_cfg.get("config"), f"{node_path}.config")
+                value, probs = schema.validate(
+                    node_cfg.get("config"), f"{node_path}.config", resolve=False
+                )
                 self.problems += probs
                 if not probs:
                     out.op_config[handle] = schema.to_json(value)
@@ -146,7 +148,7 @@ class _Validator:
                 given = {**default, **(given or {})}
             elif given is None:
                 given = default
-            value, probs = schema.validate(given, f"{path}.config")
+            value, probs = schema.validate(given, f"{path}.config", resolve=False)
             self.problems += probs
             if not probs:
                 out.resource_config[key] = schema.to_json(value)
