@@ -1,11 +1,12 @@
 """Op selection: turn query clauses such as ``*add_two+`` into a set of leaf op handles.
 
-Pure logic over a job's leaf-op DAG, given as handles plus an ``upstream`` mapping; it knows
-nothing about definitions or plans. A clause names an op or a graph and says how far to walk
-upstream and downstream:
+Pure logic over a job's structure, given as its leaf op handles plus the dependencies between
+its **top-level** nodes; it knows nothing about definitions or plans. As in Dagster, a clause
+names a top-level node (an op, or a graph invocation) and says how far to walk upstream and
+downstream on the top-level dependency graph, where a graph is one node:
 
 ====================  ==========================================================
-``name``              just the named op (or every op inside the named graph)
+``name``              just the named node (a graph runs whole: every op inside it)
 ``*name``             plus all its ancestors
 ``name*``             plus all its descendants
 ``+name`` ``++name``  plus ancestors up to N hops, N = the number of ``+``
@@ -13,8 +14,9 @@ upstream and downstream:
 ``+name*`` etc.       one prefix and one suffix combine freely
 ====================  ==========================================================
 
-Names inside graphs are dotted (``outer.inner.add``); a graph name (``outer``) stands for all the
-leaf ops inside it, and hops are counted on the leaf-op DAG starting from all of them.
+A dotted name (``outer.inner``, ``outer.inner.add``) selects that node inside its graph (all of
+it if it is a graph). A query containing a dotted name is a list of such literal names:
+``*`` and ``+`` do not combine with dotted names.
 """
 
 from __future__ import annotations
@@ -119,8 +121,9 @@ def select_ops(
     Args:
         op_handles: every leaf op handle of the job, dotted inside graphs
             (``'return_one'``, ``'outer.inner.add'``).
-        upstream: ``upstream[h]`` is the set of op handles that ``h`` directly depends on; a
-            handle without an entry has no parents. Only handles from ``op_handles`` may appear.
+        upstream: ``upstream[n]`` is the set of **top-level** nodes (first segment of a handle)
+            that top-level node ``n`` directly depends on; a node without an entry has no
+            parents.
         queries: clauses such as ``['*add_two', 'multi_three+']``. The result is their union.
             An empty list selects every op: callers pass ``[]`` (or skip the call) when no
             selection was given, so "no selection" means "the whole job".
@@ -129,8 +132,9 @@ def select_ops(
         The selected leaf op handles.
 
     Raises:
-        SelectionError: a clause is malformed, or names neither an op nor a graph of this job
-            (the message lists the closest existing names).
+        SelectionError: a clause is malformed, names no node of this job (the message lists
+            the closest names, and the dotted form of an op inside a graph), or combines
+            ``*``/``+`` with a dotted name.
         TypeError: ``queries`` is a single string instead of a list of clauses.
     """
     if isinstance(queries, str):
@@ -138,29 +142,58 @@ def select_ops(
     ops = frozenset(op_handles)
     if not queries:
         return ops
+    clauses = [(text.strip(), parse_clause(text)) for text in queries]
 
-    # A graph handle is any proper dotted prefix of an op handle; it stands for the ops below it.
+    # every node at every depth (a graph is any proper dotted prefix) -> the ops below it
     members: dict[str, set[str]] = {op: {op} for op in ops}
     for op in ops:
         parts = op.split(".")
         for i in range(1, len(parts)):
             members.setdefault(".".join(parts[:i]), set()).add(op)
 
-    parents: dict[str, set[str]] = {h: set(ps) for h, ps in upstream.items()}
+    if any("." in clause.name for _, clause in clauses):
+        return frozenset(_literal_names(clauses, members))
+
+    top = {name for name in members if "." not in name}
+    parents: dict[str, set[str]] = {n: set(ps) & top for n, ps in upstream.items() if n in top}
     children: dict[str, set[str]] = {}
     for child, ps in parents.items():
         for parent in ps:
             children.setdefault(parent, set()).add(child)
 
     selected: set[str] = set()
-    for text in queries:
-        clause = parse_clause(text)
-        starts = members.get(clause.name)
-        if starts is None:
+    for text, clause in clauses:
+        if clause.name not in top:
+            raise SelectionError(_unknown(text, clause.name, members, top))
+        nodes = _walk([clause.name], parents, clause.up) | _walk(
+            [clause.name], children, clause.down
+        )
+        for node in nodes:
+            selected |= members[node]
+    return frozenset(selected)
+
+
+def _literal_names(clauses: list[tuple[str, Clause]], members: Mapping[str, set[str]]) -> set[str]:
+    selected: set[str] = set()
+    for text, clause in clauses:
+        if clause.up != 0 or clause.down != 0:
             raise SelectionError(
-                f'Op selection "{text.strip()}": no op or graph named {clause.name!r} in this '
-                f"job.{did_you_mean(clause.name, members)}"
+                f"Op selection \"{text}\": '*' and '+' do not combine with dotted names; a "
+                "selection naming ops inside graphs (outer.inner) is a list of plain names. "
+                "Select the graph by its top-level name to walk its dependencies."
             )
-        selected |= _walk(starts, parents, clause.up)
-        selected |= _walk(starts, children, clause.down)
-    return frozenset(selected & ops)
+        if clause.name not in members:
+            raise SelectionError(_unknown(text, clause.name, members, set(members)))
+        selected |= members[clause.name]
+    return selected
+
+
+def _unknown(text: str, name: str, members: Mapping[str, set[str]], names: set[str]) -> str:
+    message = f'Op selection "{text}": no op or graph named {name!r} in this job.'
+    inner = sorted(m for m in members if "." in m and m.rsplit(".", 1)[1] == name)
+    if inner and "." not in name:
+        return (
+            f"{message} It is inside a graph: select it as "
+            f"{' or '.join(repr(m) for m in inner)} (dotted names select literally)."
+        )
+    return message + did_you_mean(name, names)

@@ -169,9 +169,7 @@ def test_config_types(monkeypatch: pytest.MonkeyPatch) -> None:
         "token": {"env": "READ_TOKEN"},
         "retries": {"env": "READ_RETRIES"},
     }
-    result = reading.execute_in_process(
-        run_config={"ops": {"configured_read": {"config": config}}}
-    )
+    result = reading.execute_in_process(run_config={"ops": {"configured_read": {"config": config}}})
     out = result.output_for_node("configured_read")
     assert out["source"] == {"csv": {"path": "orders.csv"}}
     assert out["options"] == {"limit": 10, "anything": "kept"}
@@ -261,9 +259,11 @@ def test_repository_of_jobs() -> None:
     assert isinstance(analytics, RepositoryDefinition)
     assert analytics.name == "analytics"
     assert {j.name for j in analytics.get_all_jobs()} == {"counting", "reading"}
-    assert analytics.get_job("counting").execute_in_process(
-        run_config={"ops": {"count_rows": {"config": {"rows": 2}}}}
-    ).success
+    assert (
+        analytics.get_job("counting")
+        .execute_in_process(run_config={"ops": {"count_rows": {"config": {"rows": 2}}}})
+        .success
+    )
 
     @repository(name="by_dict")
     def with_dict():  # type: ignore[no-untyped-def]

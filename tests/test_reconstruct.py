@@ -352,12 +352,12 @@ def test_execute_job_with_op_selection_and_a_nested_job() -> None:
     result = execute_job(
         reconstructable(fixtures.plan_job),
         run_config={**fixtures.plan_job.default_run_config, **IN_PROCESS},
-        op_selection=["*outer.inner.scale"],
+        op_selection=["op_a", "op_b", "op_c", "outer.inner"],  # dotted: literal names
     )
 
     assert result.success
     assert result.output_for_node("outer.inner.scale") == 26
-    assert result.run.op_selection == ("*outer.inner.scale",)
+    assert result.run.op_selection == ("op_a", "op_b", "op_c", "outer.inner")
     assert {e.step_key for e in result.get_step_success_events()} == {
         "op_a",
         "op_b",

@@ -23,14 +23,10 @@ DIAMOND_UP = {"left": {"top"}, "right": {"top"}, "bottom": {"left", "right"}}
 CHAIN_OPS = ["a", "b", "c", "d", "e", "f"]
 CHAIN_UP = {"b": {"a"}, "c": {"b"}, "d": {"c"}, "e": {"d"}, "f": {"e"}}
 
-# start -> outer.first -> outer.inner.x -> outer.inner.y -> end
-NESTED_OPS = ["start", "outer.first", "outer.inner.x", "outer.inner.y", "end"]
-NESTED_UP = {
-    "outer.first": {"start"},
-    "outer.inner.x": {"outer.first"},
-    "outer.inner.y": {"outer.inner.x"},
-    "end": {"outer.inner.y"},
-}
+# start -> outer (first -> inner (x -> y)) -> end, and a second top-level graph "side" fed by
+# start: the top-level DAG is start -> outer -> end, start -> side
+NESTED_OPS = ["start", "outer.first", "outer.inner.x", "outer.inner.y", "end", "side.z"]
+NESTED_UP = {"outer": {"start"}, "end": {"outer"}, "side": {"start"}}
 
 
 def seed(*queries: str) -> set[str]:
@@ -149,24 +145,41 @@ def test_hops_are_not_cut_short_by_a_longer_path_met_first() -> None:
     assert select_ops(ops, upstream, ["a++"]) == frozenset(ops) - {"x1", "y1"}
 
 
-def test_graph_name_selects_all_ops_inside() -> None:
-    def sel(*q: str) -> set[str]:
-        return set(select_ops(NESTED_OPS, NESTED_UP, list(q)))
-
-    assert sel("outer") == {"outer.first", "outer.inner.x", "outer.inner.y"}
-    assert sel("outer.inner") == {"outer.inner.x", "outer.inner.y"}
-    assert sel("outer.inner.x") == {"outer.inner.x"}
-    assert sel("*outer.inner.x") == {"start", "outer.first", "outer.inner.x"}
-    # Hops start from every op inside the graph: 'outer.first' is one hop above 'outer.inner.x'.
-    assert sel("+outer.inner") == {"outer.first", "outer.inner.x", "outer.inner.y"}
-    assert sel("outer.inner+") == {"outer.inner.x", "outer.inner.y", "end"}
-    assert sel("+outer+") == set(NESTED_OPS)
-    assert sel("outer*") == {"outer.first", "outer.inner.x", "outer.inner.y", "end"}
+def nested(*q: str) -> set[str]:
+    return set(select_ops(NESTED_OPS, NESTED_UP, list(q)))
 
 
-def test_graph_name_prefix_must_be_whole_segments() -> None:
+OUTER = {"outer.first", "outer.inner.x", "outer.inner.y"}
+
+
+def test_a_top_level_graph_is_one_node_and_runs_whole() -> None:
+    assert nested("outer") == OUTER
+    # hops count top-level nodes: one hop up from the graph is 'start', not 'outer.first'
+    assert nested("+outer") == OUTER | {"start"}
+    assert nested("outer+") == OUTER | {"end"}
+    assert nested("*end") == {"start", "end"} | OUTER
+    assert nested("start+") == {"start", "side.z"} | OUTER
+    assert nested("+side") == {"start", "side.z"}
+
+
+def test_dotted_names_select_literally_inside_graphs() -> None:
+    assert nested("outer.inner") == {"outer.inner.x", "outer.inner.y"}
+    assert nested("outer.inner.x") == {"outer.inner.x"}
+    assert nested("outer.first", "end") == {"outer.first", "end"}
+
+
+def test_stars_and_pluses_do_not_combine_with_dotted_names() -> None:
+    for query in (["*outer.inner.x"], ["outer.inner+"], ["outer.first", "*end"]):
+        with pytest.raises(SelectionError, match="do not combine with dotted names"):
+            nested(*query)
+
+
+def test_an_op_inside_a_graph_is_no_top_level_name() -> None:
+    with pytest.raises(SelectionError) as info:
+        nested("first")
+    assert "'outer.first'" in str(info.value) and "inside a graph" in str(info.value)
     with pytest.raises(SelectionError, match="'out'"):
-        select_ops(NESTED_OPS, NESTED_UP, ["out"])
+        nested("out")
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -182,7 +195,7 @@ def test_unknown_name_suggests_closest() -> None:
 
 def test_unknown_name_suggests_graph_names() -> None:
     with pytest.raises(SelectionError) as info:
-        select_ops(NESTED_OPS, NESTED_UP, ["outer.iner"])
+        nested("outer.iner")
     assert "Did you mean: 'outer.inner'" in str(info.value)
 
 
@@ -290,23 +303,76 @@ def test_select_ops_matches_brute_force(
     assert select_ops(nodes, upstream, texts) == reference(nodes, upstream, clauses)
 
 
+@st.composite
+def nested_jobs(draw: st.DrawFn) -> tuple[list[str], dict[str, set[str]]]:
+    """A random job: a DAG of top-level nodes, each an op or a graph invocation holding ops and
+    graphs nested up to three deep; one graph may be invoked twice under aliases (``g``,
+    ``g_2``), so the same inner names appear under two top-level handles."""
+    nodes, upstream = draw(dags())
+    handles: list[str] = []
+
+    def inside(prefix: str, depth: int) -> None:
+        count = draw(st.integers(min_value=1, max_value=3))
+        for k in range(count):
+            if depth < 3 and draw(st.booleans()):
+                inside(f"{prefix}.sub{k}", depth + 1)
+            else:
+                handles.append(f"{prefix}.op{k}")
+
+    aliased = draw(st.sampled_from(nodes))
+    for node in nodes:
+        if node == aliased and len(nodes) > 1:
+            continue
+        if draw(st.booleans()):
+            handles.append(node)
+        else:
+            inside(node, 1)
+    if len(nodes) > 1:  # the aliased invocation copies another graph's inner structure
+        template = next((n for n in nodes if n != aliased), nodes[0])
+        inner = [h.split(".", 1)[1] for h in handles if h.startswith(template + ".")]
+        handles += [f"{aliased}.{rest}" for rest in inner] or [aliased]
+    return handles, upstream
+
+
+def nested_reference(
+    handles: list[str], upstream: Mapping[str, set[str]], queries: list[str]
+) -> set[str]:
+    """Dagster's documented rules, written out directly: clauses walk the top-level DAG (hop
+    counts by Floyd-Warshall) and a selected top-level node brings every op under it; a query
+    with a dotted name is a list of literal names."""
+    if any("." in parse_clause(q).name for q in queries):
+        return {h for q in queries for h in handles if h == q or h.startswith(q + ".")}
+    top = sorted({h.split(".")[0] for h in handles})
+    hops = all_pairs_hops(top, {c: p for c, p in upstream.items() if c in top})
+    chosen = set()
+    for q in queries:
+        c = parse_clause(q)
+        chosen |= {
+            n
+            for n in top
+            if within(hops.get((n, c.name)), c.up) or within(hops.get((c.name, n)), c.down)
+        }
+    return {h for h in handles if h.split(".")[0] in chosen}
+
+
 @settings(max_examples=300, deadline=None)
-@given(data=st.data(), dag=dags())
-def test_graph_clause_is_union_of_member_clauses(
-    data: st.DataObject, dag: tuple[list[str], dict[str, set[str]]]
+@given(data=st.data(), job=nested_jobs())
+def test_nested_selection_matches_the_reference(
+    data: st.DataObject, job: tuple[list[str], dict[str, set[str]]]
 ) -> None:
-    # Given the DAG's nodes placed inside graphs g0..g2
-    nodes, upstream = dag
-    graph_of = {n: data.draw(st.sampled_from(["g0", "g1", "g2"])) for n in nodes}
-    handle = {n: f"{graph_of[n]}.{n}" for n in nodes}
-    ops = list(handle.values())
-    up = {handle[c]: {handle[p] for p in ps} for c, ps in upstream.items()}
-    graph = data.draw(st.sampled_from(sorted(set(graph_of.values()))))
-    before, after = data.draw(HOPS), data.draw(HOPS)
-    # When selecting the graph by name, Then it equals the union over the ops inside it
-    members = [Clause(h, before, after) for h in ops if h.startswith(graph + ".")]
-    expected = select_ops(ops, up, [render_clause(c) for c in members])
-    assert select_ops(ops, up, [render_clause(Clause(graph, before, after))]) == expected
+    handles, upstream = job
+    top = sorted({h.split(".")[0] for h in handles})
+    if data.draw(st.booleans()):
+        clause = st.builds(Clause, name=st.sampled_from(top), up=HOPS, down=HOPS)
+        queries = [render_clause(c) for c in data.draw(st.lists(clause, min_size=1, max_size=3))]
+    else:
+        prefixes = sorted(
+            {".".join(h.split(".")[:i]) for h in handles for i in range(1, h.count(".") + 2)}
+        )
+        queries = data.draw(st.lists(st.sampled_from(prefixes), min_size=1, max_size=3))
+        if not any("." in q for q in queries):
+            queries = [*queries, *(p for p in prefixes if "." in p)][:4] or queries
+    assert select_ops(handles, upstream, queries) == nested_reference(handles, upstream, queries)
 
 
 NAMES = st.from_regex(r"[a-z_][a-z0-9_]{0,8}(\.[a-z_][a-z0-9_]{0,8}){0,2}", fullmatch=True)

@@ -300,3 +300,16 @@ def graph(
         )
 
     return wrap(fn) if fn is not None else wrap
+
+
+def top_level_upstream(graph_def: GraphDefinition) -> dict[str, set[str]]:
+    """Node name -> the sibling nodes it takes inputs from, in ``graph_def`` itself (a graph
+    inside it is one node): the dependency graph op selection walks."""
+    out: dict[str, set[str]] = {}
+    for name, node in graph_def.nodes.items():
+        parents: set[str] = set()
+        for connection in node.inputs.values():
+            refs = connection if isinstance(connection, tuple) else (connection,)
+            parents.update(ref.node for ref in refs if isinstance(ref, NodeOutputRef))
+        out[name] = parents
+    return out

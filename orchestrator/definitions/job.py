@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
@@ -118,27 +119,20 @@ class JobDefinition:
         out: dict[str, OpNode] = {}
         for node in nodes:
             if node.retry_policy is None and self.op_retry_policy is not None:
-                node = OpNode(
-                    node.handle,
-                    node.op_def,
-                    node.inputs,
-                    node.tags,
-                    node.hook_defs,
-                    self.op_retry_policy,
-                )
+                node = dataclasses.replace(node, retry_policy=self.op_retry_policy)
             out[node.handle] = node
         return out
 
     @cached_property
     def selected_handles(self) -> frozenset[str]:
         """Handles of the ops this job runs (all of them unless it is a subset)."""
+        from orchestrator.definitions.graph import top_level_upstream
         from orchestrator.selection import select_ops
 
         nodes = self.all_op_nodes
         if not self.op_selection:
             return frozenset(nodes)
-        upstream = {h: n.upstream_steps for h, n in nodes.items()}
-        return select_ops(list(nodes), upstream, self.op_selection)
+        return select_ops(list(nodes), top_level_upstream(self.graph_def), self.op_selection)
 
     @property
     def op_nodes(self) -> dict[str, OpNode]:

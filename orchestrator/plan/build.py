@@ -126,6 +126,11 @@ class _InputPlanner:
         op_inputs = self.config.op_inputs.get(handle, {})
         if name in op_inputs:
             return StepInput(name, InputKind.VALUE, value=op_inputs[name])
+        # given at the level of a graph it is mapped from (innermost graph first)
+        for graph_handle, graph_input in self.job.all_op_nodes[handle].via.get(name, ()):
+            graph_inputs = self.config.op_inputs.get(graph_handle, {})
+            if graph_input in graph_inputs:
+                return StepInput(name, InputKind.VALUE, value=graph_inputs[graph_input])
         if f"{handle}.{name}" in self.input_values:
             return StepInput(name, InputKind.INPUT_VALUE, key=f"{handle}.{name}")
         if isinstance(source, FromJobInput):
@@ -168,6 +173,14 @@ class _InputPlanner:
         path = f"{{{op_name}: {{inputs: {{{name}: ...}}}}}}"
         for graph_name in reversed(graphs):  # ops inside graphs nest under `ops`
             path = f"{{{graph_name}: {{ops: {path}}}}}"
+        via = node.via.get(name, ())
+        if via:  # the outermost graph it is mapped from takes it too
+            graph_handle, graph_input = via[-1]
+            *outer, graph_name = graph_handle.split(".")
+            graph_path = f"{{{graph_name}: {{inputs: {{{graph_input}: ...}}}}}}"
+            for outer_name in reversed(outer):
+                graph_path = f"{{{outer_name}: {{ops: {graph_path}}}}}"
+            path = f"{path} or, for the graph, ops: {graph_path}"
         return (
             f"Input {name!r} of op {node.handle!r} has no value: {why}. Provide it in one of "
             f"three ways: run config (ops: {path}), input_values="

@@ -48,6 +48,8 @@ class OpNode:
     tags: Mapping[str, str] = field(default_factory=dict)
     hook_defs: frozenset[HookDefinition] = frozenset()
     retry_policy: RetryPolicy | None = None
+    # input name -> the graph inputs it is mapped from, innermost first: (graph handle, input)
+    via: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
     @property
     def upstream_steps(self) -> set[str]:
@@ -89,6 +91,7 @@ def flatten_graph(
     tags: Mapping[str, str] | None = None,
     hooks: frozenset[HookDefinition] = frozenset(),
     retry_policy: RetryPolicy | None = None,
+    env_via: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
 ) -> tuple[list[OpNode], dict[str, Source]]:
     """Flatten ``graph``; returns its leaf ops (in a topological order) and, for each of its
     outputs, the source it maps to.
@@ -105,6 +108,11 @@ def flatten_graph(
     for node in graph.nodes.values():
         handle = f"{prefix}{node.name}"
         node_env = {k: _resolve(v, outputs, env) for k, v in node.inputs.items()}
+        node_via = {
+            k: (env_via or {}).get(v.name, ())
+            for k, v in node.inputs.items()
+            if isinstance(v, GraphInputRef)
+        }
         node_tags = {**(tags or {}), **node.tags}
         node_hooks = hooks | node.hook_defs
         definition = node.definition
@@ -116,6 +124,7 @@ def flatten_graph(
                 tags={**definition.tags, **node_tags},
                 hooks=node_hooks,
                 retry_policy=node.retry_policy or retry_policy,
+                env_via={k: ((handle, k), *node_via.get(k, ())) for k in node.inputs},
             )
             ops.extend(inner_ops)
             outputs[node.name] = inner_outputs
@@ -129,6 +138,7 @@ def flatten_graph(
                     tags={**definition.tags, **node_tags},
                     hook_defs=node_hooks,
                     retry_policy=node.retry_policy or definition.retry_policy or retry_policy,
+                    via={k: v for k, v in node_via.items() if v},
                 )
             )
             outputs[node.name] = {o: FromStep(handle, o) for o in definition.outs}

@@ -96,10 +96,11 @@ class _Validator:
             node_path, handle = f"{path}.{name}", f"{prefix}{name}"
             node_cfg = cfg.get(name)
             if isinstance(node.definition, GraphDefinition):
-                node_cfg = _check_keys(node_cfg, ["ops"], node_path, self.problems)
+                node_cfg = _check_keys(node_cfg, ["ops", "inputs"], node_path, self.problems)
                 self.ops(
                     node.definition, node_cfg.get("ops"), f"{node_path}.ops", f"{handle}.", out
                 )
+                self.inputs(node_cfg, list(node.definition.input_defs), node_path, handle, out)
                 continue
             op_def = node.definition
             node_cfg = _check_keys(node_cfg, ["config", "inputs"], node_path, self.problems)
@@ -116,18 +117,25 @@ class _Validator:
                 self.problems += probs
                 if not probs:
                     out.op_config[handle] = schema.to_json(value)
-            inputs = _check_keys(
-                node_cfg.get("inputs"),
-                list(op_def.ins),
-                f"{node_path}.inputs",
-                self.problems,
-                "input",
-            )
-            if inputs:
-                out.op_inputs[handle] = {
-                    k: v["value"] if isinstance(v, Mapping) and set(v) == {"value"} else v
-                    for k, v in inputs.items()
-                }
+            self.inputs(node_cfg, list(op_def.ins), node_path, handle, out)
+
+    def inputs(
+        self,
+        node_cfg: Mapping[str, Any],
+        names: list[str],
+        node_path: str,
+        handle: str,
+        out: ResolvedConfig,
+    ) -> None:
+        """``inputs`` of an op, or of a graph (for ops inside it whose producer is not run)."""
+        inputs = _check_keys(
+            node_cfg.get("inputs"), names, f"{node_path}.inputs", self.problems, "input"
+        )
+        if inputs:
+            out.op_inputs[handle] = {
+                k: v["value"] if isinstance(v, Mapping) and set(v) == {"value"} else v
+                for k, v in inputs.items()
+            }
 
     def resources(self, cfg: Any, needed: set[str], out: ResolvedConfig) -> None:
         cfg = _check_keys(cfg, sorted(self.resource_defs), "resources", self.problems, "resource")
