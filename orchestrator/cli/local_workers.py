@@ -61,6 +61,9 @@ class LocalWorkerPool:
                 *(["--quiet"] if quiet else []),
             ],
             env=self._environment(quiet),
+            # quiet: Celery's own lines (banner, "Warm shutdown") go to stdout; errors and
+            # warnings are logged to stderr, which stays
+            stdout=subprocess.DEVNULL if quiet else None,
         )
 
     @staticmethod
