@@ -28,6 +28,7 @@ from orchestrator.definitions.config import (
     String,
     StringSource,
     config_mapping,
+    configured,
 )
 from orchestrator.definitions.definitions import (
     Definitions,
@@ -35,7 +36,13 @@ from orchestrator.definitions.definitions import (
     definitions,
     repository,
 )
-from orchestrator.definitions.graph import GraphDefinition, graph
+from orchestrator.definitions.graph import (
+    DependencyDefinition,
+    GraphDefinition,
+    MultiDependencyDefinition,
+    NodeInvocation,
+    graph,
+)
 from orchestrator.definitions.hooks import HookContext, HookDefinition, failure_hook, success_hook
 from orchestrator.definitions.io import GraphIn, GraphOut, In, Nothing, Out, Output
 from orchestrator.definitions.job import JobDefinition, job
@@ -44,6 +51,13 @@ from orchestrator.definitions.loggers import (
     LoggerDefinition,
     colored_console_logger,
     logger,
+)
+from orchestrator.definitions.metadata import (
+    AssetKey,
+    AssetMaterialization,
+    AssetObservation,
+    ExpectationResult,
+    MetadataValue,
 )
 from orchestrator.definitions.op import OpDefinition, op
 from orchestrator.definitions.partitions import (
@@ -63,12 +77,13 @@ from orchestrator.definitions.reconstruct import (
 )
 from orchestrator.definitions.resources import (
     ConfigurableResource,
+    EnvVar,
     InitResourceContext,
     ResourceDefinition,
-    build_init_resource_context,
     resource,
 )
 from orchestrator.definitions.retry import Backoff, Jitter, RetryPolicy
+from orchestrator.definitions.types import DagsterType, TypeCheck, check_dagster_type
 from orchestrator.errors import (
     ConfigError,
     DagsterError,
@@ -95,14 +110,16 @@ from orchestrator.errors import (
     UserCodeError,
 )
 from orchestrator.execution.api import execute_job, validate_run_config
-from orchestrator.execution.context import (
-    OpExecutionContext,
-    build_op_context,
-    get_dagster_logger,
-)
+from orchestrator.execution.context import OpExecutionContext, get_dagster_logger
 from orchestrator.execution.events import Event, EventType
 from orchestrator.execution.reexecution import ReexecutionOptions
 from orchestrator.execution.result import ExecuteInProcessResult, ExecuteJobResult
+from orchestrator.execution.testing import (
+    build_hook_context,
+    build_init_resource_context,
+    build_op_context,
+    build_resources,
+)
 from orchestrator.executors.base import ExecutorDefinition
 from orchestrator.executors.definitions import (
     celery_executor,
@@ -135,6 +152,9 @@ __all__ = [
     "Any",
     "Array",
     "AssetExecutionContext",
+    "AssetKey",
+    "AssetMaterialization",
+    "AssetObservation",
     "Backoff",
     "Bool",
     "BoolSource",
@@ -154,17 +174,21 @@ __all__ = [
     "DagsterInvariantViolationError",
     "DagsterRun",
     "DagsterRunStatus",
+    "DagsterType",
     "DagsterTypeCheckDidNotPass",
     "DagsterUnknownResourceError",
     "DailyPartitionsDefinition",
     "Definitions",
+    "DependencyDefinition",
     "Enum",
     "EnumValue",
+    "EnvVar",
     "Event",
     "EventType",
     "ExecuteInProcessResult",
     "ExecuteJobResult",
     "ExecutorDefinition",
+    "ExpectationResult",
     "Failure",
     "Field",
     "Float",
@@ -188,7 +212,10 @@ __all__ = [
     "JobDefinition",
     "JobPointer",
     "LoggerDefinition",
+    "MetadataValue",
     "MissingInputError",
+    "MultiDependencyDefinition",
+    "NodeInvocation",
     "Noneable",
     "Nothing",
     "OpDefinition",
@@ -221,14 +248,19 @@ __all__ = [
     "String",
     "StringSource",
     "TagConcurrencyLimit",
+    "TypeCheck",
     "TypeCheckError",
     "UserCodeError",
+    "build_hook_context",
     "build_init_resource_context",
     "build_op_context",
     "build_reconstructable_job",
+    "build_resources",
     "celery_executor",
+    "check_dagster_type",
     "colored_console_logger",
     "config_mapping",
+    "configured",
     "daily_partitioned_config",
     "definitions",
     "execute_job",

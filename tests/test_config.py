@@ -415,7 +415,21 @@ def test_unknown_top_level_key_and_config_for_an_op_without_schema() -> None:
 
     paths = dict(error.problems)
     assert "Did you mean: 'ops'" in paths["opz"]
-    assert paths["ops.bare.config"] == "this op takes no config"
+    assert "ops.bare.config" not in paths  # as in Dagster: no schema accepts any config
+
+
+def test_an_op_without_schema_gets_whatever_config_is_given() -> None:
+    @op
+    def bare(context) -> object:  # type: ignore[no-untyped-def]
+        return context.op_config
+
+    @job
+    def bare_job():
+        bare()
+
+    result = bare_job.execute_in_process(run_config={"ops": {"bare": {"config": {"a": [1]}}}})
+    assert result.output_for_node("bare") == {"a": [1]}
+    assert bare_job.execute_in_process().output_for_node("bare") is None
 
 
 def test_run_config_that_is_not_a_mapping() -> None:

@@ -13,36 +13,65 @@ import pytest
 from orchestrator import (
     Any,
     Array,
+    AssetKey,
+    AssetMaterialization,
+    AssetObservation,
     BoolSource,
+    ConfigMapping,
+    ConfigurableResource,
     DagsterError,
     DagsterExecutionStepExecutionError,
     DagsterInvalidConfigError,
     DagsterInvalidDefinitionError,
+    DagsterInvalidInvocationError,
     DagsterInvalidSubsetError,
     DagsterInvariantViolationError,
+    DagsterType,
     DagsterTypeCheckDidNotPass,
     DagsterUnknownResourceError,
     Definitions,
+    DependencyDefinition,
     Enum,
     EnumValue,
+    EnvVar,
+    ExpectationResult,
+    Failure,
     Field,
+    GraphDefinition,
+    In,
     Int,
     IntSource,
+    MetadataValue,
+    MultiDependencyDefinition,
+    NodeInvocation,
     Noneable,
     OpExecutionContext,
+    Out,
+    Output,
     Permissive,
     RepositoryDefinition,
     Selector,
     Shape,
     String,
     StringSource,
+    TypeCheck,
+    build_hook_context,
+    build_init_resource_context,
+    build_op_context,
+    build_resources,
+    check_dagster_type,
+    configured,
+    daily_partitioned_config,
     definitions,
+    failure_hook,
     file_relative_path,
     get_dagster_logger,
     graph,
     job,
     op,
     repository,
+    resource,
+    static_partitioned_config,
     validate_run_config,
 )
 from orchestrator.errors import OrchestratorError, UserCodeError
@@ -301,3 +330,575 @@ def test_get_dagster_logger_lines_go_to_the_run_log(caplog: pytest.LogCaptureFix
     with caplog.at_level(logging.INFO):
         get_dagster_logger("helpers").info("outside any op")
     assert "outside any op" in caplog.text
+
+
+# -- types, metadata and logged events --------------------------------------------------------
+
+EvenInt = DagsterType(
+    lambda _context, value: isinstance(value, int) and value % 2 == 0,
+    name="EvenInt",
+    description="an even integer",
+)
+
+
+def _positive(_context, value):  # type: ignore[no-untyped-def]
+    if isinstance(value, int) and value > 0:
+        return TypeCheck(success=True)
+    return TypeCheck(success=False, description=f"{value!r} is not positive")
+
+
+Positive = DagsterType(_positive, name="Positive")
+
+
+def test_dagster_type_checks_inputs_and_outputs() -> None:
+    @op(out=Out(EvenInt))
+    def make(context: OpExecutionContext) -> int:
+        return int(context.op_config)
+
+    @op(ins={"n": In(Positive)})
+    def use(n: int) -> int:
+        return n
+
+    @job
+    def typed_job() -> None:
+        use(make())
+
+    def run(value: int):  # type: ignore[no-untyped-def]
+        return typed_job.execute_in_process(
+            run_config={"ops": {"make": {"config": value}}}, raise_on_error=False
+        )
+
+    assert run(4).success
+    failed = run(3)
+    (failure,) = [e for e in failed.all_events if e.is_step_failure]
+    assert failure.step_key == "make" and "EvenInt" in failure.message
+    failed = run(-2)
+    (failure,) = [e for e in failed.all_events if e.is_step_failure]
+    assert failure.step_key == "use" and "-2 is not positive" in failure.message
+    with pytest.raises(DagsterTypeCheckDidNotPass):
+        typed_job.execute_in_process(run_config={"ops": {"make": {"config": 3}}})
+    assert check_dagster_type(EvenInt, 2).success
+    assert not check_dagster_type(Positive, 0).success
+
+
+def test_a_dagster_type_check_function_takes_context_and_value() -> None:
+    with pytest.raises(DagsterInvalidDefinitionError):
+        DagsterType(lambda value: True, name="Bad")  # type: ignore[arg-type,misc]
+
+
+def test_output_generic_annotation_declares_the_type() -> None:
+    @op
+    def counted() -> Output[int]:
+        return Output("three")  # type: ignore[arg-type]
+
+    @job
+    def generic_job() -> None:
+        counted()
+
+    result = generic_job.execute_in_process(raise_on_error=False)
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert "expected int" in failure.message
+
+
+def test_output_metadata_from_output_and_context() -> None:
+    @op
+    def load_rows(context: OpExecutionContext) -> Output[list]:
+        context.add_output_metadata({"source": MetadataValue.url("https://example.com/rows")})
+        return Output([1, 2, 3], metadata={"rows": 3, "preview": MetadataValue.md("| a |")})
+
+    @job
+    def rows_job() -> None:
+        load_rows()
+
+    result = rows_job.execute_in_process()
+    (output,) = [e for e in result.all_events if e.is_successful_output]
+    data = output.event_specific_data
+    assert data.output_name == "result"
+    assert data.metadata["rows"].value == 3
+    assert data.metadata["source"] == MetadataValue.url("https://example.com/rows")
+    assert data.metadata["preview"].kind == "md"
+
+
+def test_materializations_observations_and_expectations_are_events() -> None:
+    @op
+    def write_table(context: OpExecutionContext) -> int:
+        context.log_event(
+            AssetMaterialization(
+                asset_key=["warehouse", "orders"],
+                description="loaded",
+                metadata={"rows": MetadataValue.int(10)},
+            )
+        )
+        context.log_event(AssetObservation(asset_key="orders_source", metadata={"age": 3}))
+        return 10
+
+    @op
+    def check_table(count: int):  # type: ignore[no-untyped-def]
+        yield ExpectationResult(success=count > 0, label="non_empty", metadata={"count": count})
+        yield AssetMaterialization(asset_key="report")
+        yield Output(count)
+
+    @job
+    def events_job() -> None:
+        check_table(write_table())
+
+    result = events_job.execute_in_process()
+    assert result.success
+    (mat,) = [e for e in result.events_for_node("write_table") if e.is_asset_materialization]
+    materialization = mat.event_specific_data.materialization
+    assert materialization.asset_key == AssetKey(["warehouse", "orders"])
+    assert materialization.metadata["rows"].value == 10
+    (obs,) = [e for e in result.all_events if e.is_asset_observation]
+    assert obs.event_specific_data.asset_observation.asset_key.to_user_string() == "orders_source"
+    (expectation,) = [e for e in result.all_events if e.is_expectation_result]
+    assert expectation.event_specific_data.expectation_result.success
+    assert expectation.event_specific_data.expectation_result.label == "non_empty"
+    assert [e.step_key for e in result.all_events if e.is_asset_materialization] == [
+        "write_table",
+        "check_table",
+    ]
+
+
+def test_a_failure_s_metadata_and_description_on_the_event() -> None:
+    @op
+    def refuses() -> None:
+        raise Failure(description="bad rows", metadata={"bad": MetadataValue.int(2)})
+
+    @job
+    def failing() -> None:
+        refuses()
+
+    result = failing.execute_in_process(raise_on_error=False)
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    data = failure.event_specific_data
+    assert data.error is not None and "bad rows" in data.error.message
+    assert data.user_failure_data.description == "bad rows"
+    assert data.user_failure_data.metadata["bad"].value == 2
+
+
+def test_event_predicates() -> None:
+    result = counting.execute_in_process(
+        run_config={"ops": {"count_rows": {"config": {"rows": 1}}}}
+    )
+    kinds = {
+        name
+        for e in result.all_events
+        for name in ("is_step_start", "is_step_success", "is_successful_output", "is_run_success")
+        if getattr(e, name)
+    }
+    assert kinds == {"is_step_start", "is_step_success", "is_successful_output", "is_run_success"}
+    assert not any(e.is_hook_event or e.is_step_failure for e in result.all_events)
+
+
+# -- testing helpers ----------------------------------------------------------------------------
+
+TORN_DOWN: list[str] = []
+
+
+@resource(config_schema={"url": str})
+def database(init_context):  # type: ignore[no-untyped-def]
+    yield {"url": init_context.resource_config["url"]}
+    TORN_DOWN.append(init_context.resource_config["url"])
+
+
+@resource(required_resource_keys={"database"})
+def reporter(init_context):  # type: ignore[no-untyped-def]
+    return f"reports to {init_context.resources.database['url']}"
+
+
+class Greeter(ConfigurableResource):
+    greeting: str
+
+    def greet(self, name: str) -> str:
+        return f"{self.greeting}, {name}"
+
+
+@op(required_resource_keys={"database"}, config_schema={"table": str})
+def read_table(context: OpExecutionContext, limit: int) -> str:
+    return f"{context.resources.database['url']}/{context.op_config['table']}?limit={limit}"
+
+
+@op
+def greet(greeter: Greeter, name: str) -> str:
+    return greeter.greet(name)
+
+
+@op
+def plain_add(a: int, b: int = 2) -> int:
+    return a + b
+
+
+@op(ins={"b": In(int, default_value=10)})
+def add_default(a: int, b: int) -> int:
+    return a + b
+
+
+def test_build_op_context_as_a_context_manager_tears_resources_down() -> None:
+    TORN_DOWN.clear()
+    with build_op_context(
+        resources={"database": database},
+        resources_config={"database": {"config": {"url": "db://x"}}},
+        op_config={"table": "orders"},
+    ) as context:
+        assert read_table(context, 5) == "db://x/orders?limit=5"
+        assert TORN_DOWN == []
+    assert TORN_DOWN == ["db://x"]
+
+
+def test_direct_invocation_checks_config_and_context() -> None:
+    context = build_op_context(resources={"database": {"url": "db://y"}}, op_config={"table": 1})
+    with pytest.raises(DagsterInvalidConfigError):
+        read_table(context, 1)
+    with pytest.raises(DagsterInvalidInvocationError, match="context"):
+        read_table(5)  # type: ignore[call-arg]
+    with pytest.raises(DagsterInvalidInvocationError, match="no context"):
+        plain_add(build_op_context(), 1)
+
+
+def test_direct_invocation_of_ops_without_context() -> None:
+    assert plain_add(1) == 3
+    assert plain_add(1, b=5) == 6
+    assert add_default(1) == 11
+    with pytest.raises(DagsterInvalidInvocationError, match="input 'a'"):
+        add_default()
+    # a ConfigurableResource parameter comes from the context or is passed directly
+    assert greet(build_op_context(resources={"greeter": Greeter(greeting="Hi")}), "Ann") == (
+        "Hi, Ann"
+    )
+    assert greet(greeter=Greeter(greeting="Hello"), name="Bo") == "Hello, Bo"
+
+
+def test_build_resources_yields_initialized_resources() -> None:
+    TORN_DOWN.clear()
+    with build_resources(
+        {"database": database, "reporter": reporter, "greeter": Greeter(greeting="Hey")},
+        resource_config={"database": {"config": {"url": "db://z"}}},
+    ) as resources:
+        assert resources.reporter == "reports to db://z"
+        assert resources.greeter.greet("you") == "Hey, you"
+    assert TORN_DOWN == ["db://z"]
+
+
+def test_build_init_resource_context_calls_a_resource_directly() -> None:
+    context = build_init_resource_context(resources={"database": {"url": "db://q"}})
+    assert reporter(context) == "reports to db://q"
+    assert context.resources.database == {"url": "db://q"}
+
+
+def test_build_hook_context_calls_a_hook_directly() -> None:
+    seen: list[str] = []
+
+    @failure_hook(required_resource_keys={"alerts"})
+    def alert(context):  # type: ignore[no-untyped-def]
+        seen.append(f"{context.op.name}: {context.op_exception} -> {context.resources.alerts}")
+
+    alert(
+        build_hook_context(resources={"alerts": "#data"}, op=plain_add, op_exception=KeyError("x"))
+    )
+    assert seen == ["plain_add: 'x' -> #data"]
+
+
+# -- signature forms ----------------------------------------------------------------------------
+
+
+def test_an_op_taking_kwargs_gets_its_declared_inputs() -> None:
+    @op(ins={"left": In(int), "right": In(int)})
+    def total(**kwargs) -> int:  # type: ignore[no-untyped-def]
+        return int(kwargs["left"] + kwargs["right"])
+
+    @op
+    def one() -> int:
+        return 1
+
+    @job
+    def kwargs_job() -> None:
+        total(left=one(), right=one.alias("another")())
+
+    assert kwargs_job.execute_in_process().output_for_node("total") == 2
+    assert total(left=2, right=3) == 5
+
+
+def test_a_python_default_is_the_input_default() -> None:
+    @op
+    def scaled(value: int = 7) -> int:
+        return value * 2
+
+    @job
+    def default_job() -> None:
+        scaled()
+
+    assert default_job.execute_in_process().output_for_node("scaled") == 14
+
+
+# -- configured ---------------------------------------------------------------------------------
+
+
+@op(config_schema={"region": str, "retries": int})
+def fetch(context: OpExecutionContext) -> str:
+    return f"{context.op_config['region']}:{context.op_config['retries']}"
+
+
+@resource(config_schema={"bucket": str, "prefix": Field(str, default_value="")})
+def storage(init_context):  # type: ignore[no-untyped-def]
+    return f"{init_context.resource_config['bucket']}/{init_context.resource_config['prefix']}"
+
+
+def test_an_op_configured_with_fixed_config() -> None:
+    fetch_eu = fetch.configured({"region": "eu", "retries": 3}, name="fetch_eu")
+
+    @job
+    def fixed() -> None:
+        fetch_eu()
+
+    assert fixed.execute_in_process().output_for_node("fetch_eu") == "eu:3"
+
+
+def test_configured_as_a_decorator_maps_new_config() -> None:
+    @configured(fetch, config_schema={"region": str})
+    def fetch_patiently(config):  # type: ignore[no-untyped-def]
+        return {"region": config["region"], "retries": 10}
+
+    @job
+    def mapped() -> None:
+        fetch_patiently()
+
+    result = mapped.execute_in_process(
+        run_config={"ops": {"fetch_patiently": {"config": {"region": "us"}}}}
+    )
+    assert result.output_for_node("fetch_patiently") == "us:10"
+    with pytest.raises(DagsterInvalidConfigError) as info:
+        mapped.execute_in_process(run_config={"ops": {"fetch_patiently": {"config": {}}}})
+    assert "region" in str(info.value)
+
+
+def test_a_configured_mapping_to_invalid_config_is_a_config_error() -> None:
+    broken = fetch.configured({"region": "eu"}, name="broken_fetch")
+
+    @job
+    def broken_job() -> None:
+        broken()
+
+    with pytest.raises(DagsterInvalidConfigError) as info:
+        broken_job.execute_in_process()
+    assert "retries" in str(info.value) and "broken_fetch" in str(info.value)
+
+
+def test_resources_and_loggers_configured() -> None:
+    @op(required_resource_keys={"storage"})
+    def where(context: OpExecutionContext) -> str:
+        return str(context.resources.storage)
+
+    @job(resource_defs={"storage": configured(storage)({"bucket": "b1"})})
+    def fixed_storage() -> None:
+        where()
+
+    assert fixed_storage.execute_in_process().output_for_node("where") == "b1/"
+
+    mapped_storage = storage.configured(
+        lambda cfg: {"bucket": cfg["env"] + "-bucket", "prefix": "runs"},
+        config_schema={"env": str},
+    )
+
+    @job(resource_defs={"storage": mapped_storage})
+    def env_storage() -> None:
+        where()
+
+    result = env_storage.execute_in_process(
+        run_config={"resources": {"storage": {"config": {"env": "prod"}}}}
+    )
+    assert result.output_for_node("where") == "prod-bucket/runs"
+
+
+def test_a_graph_with_a_config_mapping_configures_its_ops() -> None:
+    @op(config_schema={"table": str, "batch": int})
+    def load(context: OpExecutionContext) -> str:
+        return f"{context.op_config['table']}x{context.op_config['batch']}"
+
+    @graph(
+        config=ConfigMapping(
+            config_fn=lambda cfg: {"load": {"config": {"table": cfg["table"], "batch": 100}}},
+            config_schema={"table": str},
+        )
+    )
+    def loading() -> str:
+        return load()
+
+    @graph(config={"load": {"config": {"table": "fixed", "batch": 1}}})
+    def fixed_loading() -> str:
+        return load()
+
+    @job
+    def warehouse_job() -> None:
+        loading()
+        fixed_loading()
+
+    result = warehouse_job.execute_in_process(
+        run_config={"ops": {"loading": {"config": {"table": "orders"}}}}
+    )
+    assert result.output_for_node("loading") == "ordersx100"
+    assert result.output_for_node("fixed_loading") == "fixedx1"
+    with pytest.raises(DagsterInvalidConfigError) as info:
+        warehouse_job.execute_in_process(run_config={"ops": {"loading": {"config": {"table": 1}}}})
+    assert "ops.loading.config.table" in str(info.value)
+
+
+# -- partitions ---------------------------------------------------------------------------------
+
+
+def test_partitioned_config_api() -> None:
+    @static_partitioned_config(partition_keys=["eu", "us"])
+    def region_config(partition_key: str) -> dict:
+        return {"ops": {"count_rows": {"config": {"rows": len(partition_key) * 10}}}}
+
+    @daily_partitioned_config(start_date="2024-01-01")
+    def day_config(start, end):  # type: ignore[no-untyped-def]
+        return {"ops": {"count_rows": {"config": {"rows": start.day}}}}
+
+    assert region_config.get_partition_keys() == ["eu", "us"]
+    assert region_config("eu") == {"ops": {"count_rows": {"config": {"rows": 20}}}}
+    assert region_config.get_run_config_for_partition_key("us")["ops"]["count_rows"] == {
+        "config": {"rows": 20}
+    }
+    assert day_config.get_partition_keys()[:2] == ["2024-01-01", "2024-01-02"]
+    assert day_config.get_run_config_for_partition_key("2024-01-05") == {
+        "ops": {"count_rows": {"config": {"rows": 5}}}
+    }
+
+    @job(config=region_config)
+    def regional() -> None:
+        count_rows()
+
+    assert regional.partitions_def is not None
+    assert regional.partitions_def.get_partition_keys() == ["eu", "us"]
+    result = regional.execute_in_process(partition_key="us")
+    assert result.output_for_node("count_rows") == 20
+
+
+# -- the explicit graph form ------------------------------------------------------------------
+
+
+@op
+def return_one() -> int:
+    return 1
+
+
+@op
+def add_one(num: int) -> int:
+    return num + 1
+
+
+@op
+def adder(nums: list) -> int:
+    return sum(nums)
+
+
+def test_graph_definition_with_dependency_definitions() -> None:
+    calc = GraphDefinition(
+        name="calc",
+        node_defs=[return_one, add_one, adder],
+        dependencies={
+            "add_one": {"num": DependencyDefinition("return_one")},
+            NodeInvocation("add_one", alias="add_two", tags={"step": "second"}): {
+                "num": DependencyDefinition("add_one")
+            },
+            "adder": {
+                "nums": MultiDependencyDefinition(
+                    [DependencyDefinition("return_one"), DependencyDefinition("add_two")]
+                )
+            },
+        },
+    )
+    result = calc.to_job().execute_in_process()
+    assert result.output_for_node("add_two") == 3
+    assert result.output_for_node("adder") == 4
+    subset = calc.to_job(name="calc_job").execute_in_process(op_selection=["*add_two"])
+    assert {e.step_key for e in subset.get_step_success_events()} == {
+        "return_one",
+        "add_one",
+        "add_two",
+    }
+
+
+def test_graph_definition_errors_name_the_problem() -> None:
+    with pytest.raises(DagsterInvalidDefinitionError, match="retrun_one"):
+        GraphDefinition(
+            name="bad",
+            node_defs=[return_one, add_one],
+            dependencies={"add_one": {"num": DependencyDefinition("retrun_one")}},
+        )
+    with pytest.raises(DagsterInvalidDefinitionError, match="cycle"):
+        GraphDefinition(
+            name="loop",
+            node_defs=[add_one],
+            dependencies={
+                NodeInvocation("add_one", alias="a"): {"num": DependencyDefinition("b")},
+                NodeInvocation("add_one", alias="b"): {"num": DependencyDefinition("a")},
+            },
+        )
+
+
+def test_result_helpers_over_nodes_and_graphs() -> None:
+    @op
+    def produce() -> int:
+        return 5
+
+    @op
+    def record(context: OpExecutionContext, n: int) -> int:
+        context.log_event(AssetMaterialization("numbers", metadata={"n": n}))
+        context.log_event(ExpectationResult(success=n > 0, label="positive"))
+        return n
+
+    @graph
+    def pipeline() -> int:
+        return record(produce())
+
+    @job
+    def nested_job() -> None:
+        pipeline()
+
+    result = nested_job.execute_in_process()
+    assert result.output_for_node("pipeline") == 5  # a graph's output
+    assert {e.step_key for e in result.events_for_node("pipeline")} == {
+        "pipeline.produce",
+        "pipeline.record",
+    }
+    assert all(e.step_key for e in result.all_node_events)
+    (materialization,) = result.asset_materializations_for_node("pipeline.record")
+    assert (
+        materialization.asset_key.path == ("numbers",) and materialization.metadata["n"].value == 5
+    )
+    (expectation,) = result.expectation_results_for_node("pipeline")
+    assert expectation.success and expectation.label == "positive"
+    assert result.get_job_success_event().is_run_success
+    assert len(result.get_asset_materialization_events()) == 1
+    assert result.filter_events(lambda e: e.is_step_success)
+
+
+class Warehouse(ConfigurableResource):
+    user: str
+    password: str
+
+    def login(self) -> str:
+        return f"{self.user}:{self.password}"
+
+
+def test_env_var_in_a_resource_is_read_when_the_run_builds_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    @op
+    def connect(warehouse: Warehouse) -> str:
+        return warehouse.login()
+
+    @job(resource_defs={"warehouse": Warehouse(user="etl", password=EnvVar("WH_PASSWORD"))})
+    def secure() -> None:
+        connect()
+
+    monkeypatch.setenv("WH_PASSWORD", "first")
+    result = secure.execute_in_process()
+    assert result.output_for_node("connect") == "etl:first"
+    assert "first" not in str(result.run.run_config)  # the secret is not stored with the run
+    monkeypatch.setenv("WH_PASSWORD", "second")
+    assert secure.execute_in_process().output_for_node("connect") == "etl:second"
+    monkeypatch.delenv("WH_PASSWORD")
+    with pytest.raises(DagsterInvalidConfigError, match="WH_PASSWORD"):
+        secure.execute_in_process()

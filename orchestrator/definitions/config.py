@@ -315,6 +315,90 @@ class ConfigSchema:
         return value
 
 
+class ConfiguredSchema:
+    """The config schema of a ``configured`` definition: the config it takes now (``outer``,
+    None for none) is validated, mapped by ``mapping`` (a function of the outer config, or
+    fixed config) onto the original definition's config, which is validated by ``inner``.
+
+    The plan keeps the outer config (``resolve=False``, after checking that it maps to valid
+    inner config); the step's process maps it again."""
+
+    def __init__(
+        self,
+        inner: ConfigSchema | ConfiguredSchema | None,
+        outer: ConfigSchema | None,
+        mapping: Any,
+        name: str,
+    ):
+        self.inner = inner
+        self.outer = outer
+        self.mapping = mapping
+        self.name = name
+
+    @property
+    def requires_value(self) -> bool:
+        return self.outer is not None and self.outer.requires_value
+
+    def validate(self, value: Any, path: str, *, resolve: bool = True) -> tuple[Any, Problems]:
+        outer_value = None
+        if self.outer is not None:
+            outer_value, problems = self.outer.validate(value, path)
+            if problems:
+                return None, problems
+        elif value not in (None, {}):
+            return None, [(path, f"{self.name} is configured: its config is fixed, give none")]
+        if callable(self.mapping):
+            from orchestrator.execution.user_code import user_code_boundary
+
+            with user_code_boundary(f"config mapping of configured {self.name!r}"):
+                inner_raw = to_plain(self.mapping(outer_value))
+        else:
+            inner_raw = to_plain(self.mapping)
+        inner_value = inner_raw
+        if self.inner is not None:
+            inner_value, problems = self.inner.validate(inner_raw, path, resolve=resolve)
+            if problems:
+                return None, [
+                    (p, f"{m} (in the config that configured {self.name!r} maps to)")
+                    for p, m in problems
+                ]
+        if not resolve:
+            return (value if self.outer is None else to_plain(outer_value)), []
+        return inner_value, []
+
+    def to_json(self, value: Any) -> Any:
+        return to_plain(value)
+
+
+def configured_schema(
+    inner: ConfigSchema | ConfiguredSchema | None, config_or_fn: Any, config_schema: Any, name: str
+) -> ConfiguredSchema:
+    """What ``.configured(config_or_fn, config_schema=...)`` gives a definition."""
+    if not callable(config_or_fn) and config_schema is not None:
+        raise DefinitionError(
+            f"configured {name!r}: config_schema goes with a config function, not fixed config"
+        )
+    return ConfiguredSchema(inner, as_config_schema(config_schema, name), config_or_fn, name)
+
+
+def configured(configurable: Any, config_schema: Any = None, **kwargs: Any) -> Any:
+    """Dagster's ``configured``: ``configured(my_resource)({"region": "eu"})``, or as a
+    decorator on a function mapping new config onto the definition's config::
+
+        @configured(s3_session, config_schema={"region": str})
+        def eu_session(config):
+            return {"region": config["region"], "unsigned": True}
+
+    An op made this way is named after the decorated function unless ``name=`` is given."""
+
+    def apply(config_or_fn: Any) -> Any:
+        if callable(config_or_fn) and "name" not in kwargs and hasattr(configurable, "ins"):
+            kwargs["name"] = config_or_fn.__name__
+        return configurable.configured(config_or_fn, config_schema=config_schema, **kwargs)
+
+    return apply
+
+
 def as_config_schema(schema: Any, name: str = "op") -> ConfigSchema | None:
     """Build a :class:`ConfigSchema` from a ``Config`` class, a dict schema, a ``Field`` or a type.
 
@@ -503,6 +587,24 @@ class ConfigMapping:
         with user_code_boundary("config mapping function"):
             mapped = self.config_fn(value)
         return run_config_to_dict(mapped)
+
+    def map_nodes(self, outer: Any, path: str) -> tuple[dict[str, Any], Problems]:
+        """For a graph's config mapping: validate the graph's config and return the config of
+        its nodes (``{node: {"config": ...}}``), or the problems (paths under ``path``)."""
+        from orchestrator.execution.user_code import user_code_boundary
+
+        value = outer
+        if self.config_schema is not None:
+            value, problems = self.config_schema.validate(outer, path)
+            if problems:
+                return {}, problems
+        elif outer not in (None, {}):
+            return {}, [(path, "this graph's config is fixed; give none")]
+        with user_code_boundary("graph config mapping function"):
+            mapped = to_plain(self.config_fn(value))
+        if not isinstance(mapped, Mapping):
+            return {}, [(path, f"the config mapping returned {mapped!r}, not node config")]
+        return dict(mapped), []
 
 
 def config_mapping(fn: Callable[[Any], Any] | None = None, *, config_schema: Any = None) -> Any:

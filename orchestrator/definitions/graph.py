@@ -11,14 +11,14 @@ import sys
 import threading
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from orchestrator.definitions.hooks import HookDefinition
 from orchestrator.definitions.io import DEFAULT_OUTPUT, In, Out
 from orchestrator.definitions.op import OpDefinition, PendingInvocation, normalize_tags
 from orchestrator.definitions.retry import RetryPolicy
-from orchestrator.errors import DefinitionError
+from orchestrator.errors import DefinitionError, did_you_mean
 
 # -- references a composition passes around ----------------------------------------------------
 
@@ -183,17 +183,74 @@ def compose(
 # -- the graph ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False)
-class GraphDefinition:
-    """A DAG of op and graph invocations. Build jobs from it with :meth:`to_job`."""
+@dataclass(frozen=True)
+class DependencyDefinition:
+    """In ``GraphDefinition(dependencies=...)``: an input fed by output ``output`` of node
+    ``node``."""
+
+    node: str
+    output: str = DEFAULT_OUTPUT
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class MultiDependencyDefinition:
+    """An input fed by several outputs, gathered into a list (fan-in)."""
+
+    dependencies: Sequence[DependencyDefinition]
+
+
+@dataclass(frozen=True, eq=False)  # a dict key: hashed by identity (its tags are a dict)
+class NodeInvocation:
+    """A key of ``GraphDefinition(dependencies=...)``: the definition ``name`` invoked under
+    ``alias`` (and with tags, hooks, a retry policy of its own)."""
 
     name: str
-    nodes: Mapping[str, Node]
+    alias: str | None = None
+    tags: Mapping[str, Any] | None = None
+    hook_defs: Any = None
+    retry_policy: RetryPolicy | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class GraphDefinition:
+    """A DAG of op and graph invocations. Build jobs from it with :meth:`to_job`.
+
+    Usually made by ``@graph``; Dagster's explicit form works too:
+    ``GraphDefinition(name="calc", node_defs=[one, add], dependencies={"add": {"num":
+    DependencyDefinition("one")}})``, with ``NodeInvocation`` keys for aliases and
+    ``MultiDependencyDefinition`` for fan-in.
+    """
+
+    name: str
+    nodes: Mapping[str, Node] = field(default_factory=dict)
     input_defs: Mapping[str, In] = field(default_factory=dict)
     output_mappings: Mapping[str, NodeOutputRef | GraphInputRef] = field(default_factory=dict)
     output_defs: Mapping[str, Out] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
     description: str | None = None
+    # ConfigMapping: run config gives the graph `config`, mapped onto its nodes' config
+    config_mapping: Any = None
+    node_defs: InitVar[Sequence[Any] | None] = None
+    dependencies: InitVar[Mapping[Any, Mapping[str, Any]] | None] = None
+    config: InitVar[Any] = None
+
+    def __post_init__(
+        self,
+        node_defs: Sequence[Any] | None,
+        dependencies: Mapping[Any, Mapping[str, Any]] | None,
+        config: Any,
+    ) -> None:
+        if node_defs is not None or dependencies is not None:
+            if self.nodes:
+                raise DefinitionError(
+                    f"graph {self.name!r}: give nodes, or node_defs with dependencies, not both"
+                )
+            nodes = _nodes_from_dependencies(self.name, node_defs or [], dependencies or {})
+            object.__setattr__(self, "nodes", nodes)
+        if config is not None:
+            object.__setattr__(self, "config_mapping", _graph_config(self.name, config))
+        object.__setattr__(self, "tags", normalize_tags(self.tags))
 
     @property
     def output_names(self) -> list[str]:
@@ -277,10 +334,14 @@ def graph(
     ins: Mapping[str, In] | None = None,
     out: Mapping[str, Out] | Out | None = None,
     tags: Mapping[str, Any] | None = None,
+    config: Any = None,
 ) -> Any:
     """Decorator building a :class:`GraphDefinition` from a function that calls ops and graphs.
 
     The function's parameters become the graph's inputs; what it returns becomes its outputs.
+    ``config`` (a ``ConfigMapping``, or a dict of fixed config for the graph's nodes) gives the
+    graph a config of its own: run config then says ``ops: {graph: {config: ...}}`` and the
+    mapping function returns ``{node: {"config": ...}}`` for the nodes inside.
     """
 
     def wrap(f: Callable[..., Any]) -> GraphDefinition:
@@ -297,9 +358,24 @@ def graph(
             output_defs=out_defs,
             tags=normalize_tags(tags),
             description=description or inspect.getdoc(f),
+            config_mapping=_graph_config(graph_name, config),
         )
 
     return wrap(fn) if fn is not None else wrap
+
+
+def _graph_config(graph_name: str, config: Any) -> Any:
+    from orchestrator.definitions.config import ConfigMapping
+
+    if config is None or isinstance(config, ConfigMapping):
+        return config
+    if isinstance(config, Mapping):
+        fixed = dict(config)
+        return ConfigMapping(lambda _outer: fixed)
+    raise DefinitionError(
+        f"graph {graph_name!r}: config must be a ConfigMapping or a dict of node config, "
+        f"got {config!r}"
+    )
 
 
 def top_level_upstream(graph_def: GraphDefinition) -> dict[str, set[str]]:
@@ -313,3 +389,98 @@ def top_level_upstream(graph_def: GraphDefinition) -> dict[str, set[str]]:
             parents.update(ref.node for ref in refs if isinstance(ref, NodeOutputRef))
         out[name] = parents
     return out
+
+
+def _nodes_from_dependencies(
+    graph_name: str, node_defs: Sequence[Any], dependencies: Mapping[Any, Mapping[str, Any]]
+) -> dict[str, Node]:
+    """Dagster's explicit graph form -> nodes in a topological order."""
+    defs = {d.name: d for d in node_defs}
+    invocations: dict[str, tuple[Any, NodeInvocation | None]] = {}
+    for key in dependencies:
+        invocation = key if isinstance(key, NodeInvocation) else None
+        def_name = invocation.name if invocation else str(key)
+        node_name = (invocation.alias or invocation.name) if invocation else str(key)
+        if def_name not in defs:
+            raise DefinitionError(
+                f"graph {graph_name!r}: dependencies name {def_name!r}, which is not in "
+                f"node_defs.{did_you_mean(def_name, defs)}"
+            )
+        invocations[node_name] = (defs[def_name], invocation)
+    for def_name, definition in defs.items():
+        if not any(d is definition for d, _ in invocations.values()):
+            invocations[def_name] = (definition, None)
+
+    def ref(dep: Any, node_name: str, input_name: str) -> NodeOutputRef:
+        if not isinstance(dep, DependencyDefinition):
+            raise DefinitionError(
+                f"graph {graph_name!r}: input {input_name!r} of {node_name!r} must be a "
+                f"DependencyDefinition or MultiDependencyDefinition, got {dep!r}"
+            )
+        if dep.node not in invocations:
+            raise DefinitionError(
+                f"graph {graph_name!r}: input {input_name!r} of {node_name!r} depends on "
+                f"{dep.node!r}, which is no node of the graph.{did_you_mean(dep.node, invocations)}"
+            )
+        return NodeOutputRef(dep.node, dep.output)
+
+    nodes: dict[str, Node] = {}
+    for key, inputs in dependencies.items():
+        node_name = key.alias or key.name if isinstance(key, NodeInvocation) else str(key)
+        definition, _ = invocations[node_name]
+        wired: dict[str, Connection] = {}
+        for input_name, dep in inputs.items():
+            known = getattr(definition, "ins", None) or getattr(definition, "input_defs", {})
+            if input_name not in known:
+                raise DefinitionError(
+                    f"graph {graph_name!r}: {node_name!r} has no input {input_name!r} "
+                    f"(inputs: {sorted(known)})"
+                )
+            if isinstance(dep, MultiDependencyDefinition):
+                wired[input_name] = tuple(ref(d, node_name, input_name) for d in dep.dependencies)
+            else:
+                wired[input_name] = ref(dep, node_name, input_name)
+        nodes[node_name] = _node(node_name, definition, wired, invocations[node_name][1])
+    for node_name, (definition, invocation) in invocations.items():
+        if node_name not in nodes:
+            nodes[node_name] = _node(node_name, definition, {}, invocation)
+    return _topological(graph_name, nodes)
+
+
+def _node(
+    name: str, definition: Any, inputs: Mapping[str, Connection], inv: NodeInvocation | None
+) -> Node:
+    hooks = frozenset(inv.hook_defs or ()) if inv else frozenset()
+    return Node(
+        name,
+        definition,
+        inputs,
+        tags=normalize_tags(inv.tags if inv else None),
+        hook_defs=hooks,
+        retry_policy=inv.retry_policy if inv else None,
+    )
+
+
+def _topological(graph_name: str, nodes: Mapping[str, Node]) -> dict[str, Node]:
+    ordered: dict[str, Node] = {}
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in ordered:
+            return
+        if name in visiting:
+            raise DefinitionError(
+                f"graph {graph_name!r}: its dependencies form a cycle at {name!r}"
+            )
+        visiting.add(name)
+        for connection in nodes[name].inputs.values():
+            refs = connection if isinstance(connection, tuple) else (connection,)
+            for r in refs:
+                if isinstance(r, NodeOutputRef):
+                    visit(r.node)
+        visiting.discard(name)
+        ordered[name] = nodes[name]
+
+    for name in nodes:
+        visit(name)
+    return ordered

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 
 class _NothingType:
@@ -71,17 +71,22 @@ GraphOut = Out
 GraphIn = In
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
-class Output:
-    """A value an op returns or yields for one named output.
+class Output(Generic[T]):
+    """A value an op returns or yields for one named output. As a return annotation,
+    ``-> Output[int]`` declares the output's type (``int``).
 
     Args:
         value: the output's value.
         output_name: which output; defaults to ``result``.
-        metadata: JSON-serializable details recorded on the output event.
+        metadata: details recorded on the output event (plain JSON values or
+            ``MetadataValue``s).
     """
 
-    value: Any
+    value: T
     output_name: str = "result"
     metadata: Mapping[str, Any] = field(default_factory=dict)
 

@@ -7,7 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.definitions.config import ConfigSchema, Field, as_config_schema
+from orchestrator.definitions.config import (
+    ConfigSchema,
+    ConfiguredSchema,
+    Field,
+    as_config_schema,
+    configured_schema,
+)
 
 
 @dataclass
@@ -35,8 +41,21 @@ class LoggerDefinition:
         description: str | None = None,
     ):
         self.logger_fn = logger_fn
-        self.config_schema: ConfigSchema | None = as_config_schema(config_schema, "logger")
+        self.config_schema: ConfigSchema | ConfiguredSchema | None = as_config_schema(
+            config_schema, "logger"
+        )
         self.description = description
+
+    def configured(
+        self, config_or_config_fn: Any, config_schema: Any = None, name: str | None = None
+    ) -> LoggerDefinition:
+        """A new logger whose config is fixed (a dict) or computed by a function of new
+        config (validated by ``config_schema``) onto this logger's config."""
+        copy = LoggerDefinition(self.logger_fn, description=self.description)
+        copy.config_schema = configured_schema(
+            self.config_schema, config_or_config_fn, config_schema, name or "logger"
+        )
+        return copy
 
 
 def logger(

@@ -6,11 +6,16 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args, get_origin
 
 from pydantic import BaseModel
 
-from orchestrator.definitions.config import ConfigSchema, as_config_schema
+from orchestrator.definitions.config import (
+    ConfigSchema,
+    ConfiguredSchema,
+    as_config_schema,
+    configured_schema,
+)
 from orchestrator.definitions.hooks import HookDefinition
 from orchestrator.definitions.io import DEFAULT_OUTPUT, In, Out, Output
 from orchestrator.definitions.resources import ConfigurableResource
@@ -46,6 +51,8 @@ class _Signature:
     resource_params: dict[str, str]
     input_params: list[str]
     annotations: dict[str, Any]
+    defaults: dict[str, Any]
+    var_keyword: bool
 
 
 def _inspect_fn(fn: Callable[..., Any]) -> _Signature:
@@ -60,9 +67,19 @@ def _inspect_fn(fn: Callable[..., Any]) -> _Signature:
     resource_params: dict[str, str] = {}
     input_params: list[str] = []
     annotations: dict[str, Any] = {}
+    defaults: dict[str, Any] = {}
+    var_keyword = False
     for p in params:
-        if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
-            raise DefinitionError(f"op function {fn.__name__!r}: *args/**kwargs are not supported")
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            var_keyword = True  # inputs declared in `ins` beyond the named parameters
+            continue
+        if p.kind is inspect.Parameter.VAR_POSITIONAL:
+            raise DefinitionError(
+                f"op function {fn.__name__!r}: *{p.name} is not supported; declare the inputs "
+                "with ins={...} and take them as named parameters or **kwargs"
+            )
+        if p.default is not inspect.Parameter.empty:
+            defaults[p.name] = p.default
         ann = _resolve_annotation(fn, p.annotation)
         if inspect.isclass(ann) and issubclass(ann, ConfigurableResource):
             resource_params[p.name] = p.name
@@ -75,7 +92,14 @@ def _inspect_fn(fn: Callable[..., Any]) -> _Signature:
             if ann is not inspect.Parameter.empty:
                 annotations[p.name] = ann
     return _Signature(
-        takes_context, config_param, config_class, resource_params, input_params, annotations
+        takes_context,
+        config_param,
+        config_class,
+        resource_params,
+        input_params,
+        annotations,
+        defaults,
+        var_keyword,
     )
 
 
@@ -92,7 +116,7 @@ class OpDefinition:
     compute_fn: Callable[..., Any]
     ins: Mapping[str, In]
     outs: Mapping[str, Out]
-    config_schema: ConfigSchema | None = None
+    config_schema: ConfigSchema | ConfiguredSchema | None = None
     required_resource_keys: frozenset[str] = frozenset()
     resource_params: Mapping[str, str] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -115,6 +139,24 @@ class OpDefinition:
         """Every resource key the op needs, including IO managers of its outputs."""
         io_keys = {o.io_manager_key for o in self.outs.values() if not o.is_nothing}
         return self.required_resource_keys | set(self.resource_params.values()) | io_keys
+
+    def configured(
+        self,
+        config_or_config_fn: Any,
+        name: str,
+        config_schema: Any = None,
+        description: str | None = None,
+    ) -> OpDefinition:
+        """A new op, named ``name``, whose config is fixed (a dict) or computed by a function
+        of new config (validated by ``config_schema``) onto this op's config."""
+        return replace(
+            self,
+            name=name,
+            config_schema=configured_schema(
+                self.config_schema, config_or_config_fn, config_schema, name
+            ),
+            description=description or self.description,
+        )
 
     # -- invocation helpers (each returns a pending invocation usable in a composition) --------
 
@@ -140,7 +182,9 @@ class OpDefinition:
         composition = current_composition()
         if composition is not None:
             return composition.invoke(PendingInvocation(self), args, kwargs)
-        return self.compute_fn(*args, **kwargs)
+        from orchestrator.execution.testing import invoke_op  # outside a job: a direct call
+
+        return invoke_op(self, args, dict(kwargs))
 
 
 @dataclass(frozen=True)
@@ -200,6 +244,8 @@ def _return_type(fn: Callable[..., Any]) -> Any:
     if inspect.isgeneratorfunction(fn):
         return None
     ann = _resolve_annotation(fn, inspect.signature(fn).return_annotation)
+    if get_origin(ann) is Output:  # -> Output[int]: the output's type is int
+        (ann,) = get_args(ann)
     if isinstance(ann, str) or any(ann is no_type for no_type in _NO_TYPE):
         return None
     return ann
@@ -258,13 +304,16 @@ def op(
         sig = _inspect_fn(f)
         declared = dict(ins or {})
         for key in declared:
-            if key not in sig.input_params and not declared[key].is_nothing:
+            if key not in sig.input_params and not (declared[key].is_nothing or sig.var_keyword):
                 raise DefinitionError(
                     f"op {op_name!r}: ins names {key!r}, which is not a parameter of the function"
                 )
         all_ins: dict[str, In] = {}
         for p in sig.input_params:
-            all_ins[p] = declared.get(p) or In(dagster_type=sig.annotations.get(p))
+            spec = declared.get(p) or In(dagster_type=sig.annotations.get(p))
+            if p in sig.defaults and not spec.has_default:  # a Python default is the input's
+                spec = replace(spec, default_value=sig.defaults[p])
+            all_ins[p] = spec
         for key, value in declared.items():
             all_ins.setdefault(key, value)
         schema = config_schema
@@ -288,7 +337,10 @@ def op(
             description=description or inspect.getdoc(f),
             takes_context=sig.takes_context,
             config_param=sig.config_param,
-            input_params=tuple(sig.input_params),
+            input_params=tuple(
+                [*sig.input_params]
+                + [k for k in declared if sig.var_keyword and k not in sig.input_params]
+            ),
         )
 
     return wrap(fn) if fn is not None else wrap

@@ -249,10 +249,21 @@ class PartitionedConfig:
         partitions_def: PartitionsDefinition,
         run_config_for_partition_key_fn: Callable[[str], RunConfigLike],
         tags_for_partition_key_fn: Callable[[str], Mapping[str, str]] | None = None,
+        decorated_fn: Callable[..., RunConfigLike] | None = None,
     ):
         self._partitions_def = partitions_def
         self._run_config_fn = run_config_for_partition_key_fn
         self._tags_fn = tags_for_partition_key_fn
+        self._decorated_fn = decorated_fn or run_config_for_partition_key_fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> RunConfigLike:
+        """The decorated function itself (``my_config("2024-01-01")``, or ``(start, end)``
+        for a time-window config), as in Dagster."""
+        return self._decorated_fn(*args, **kwargs)
+
+    def get_partition_keys(self, current_time: datetime | None = None) -> list[str]:
+        """The keys of ``partitions_def``."""
+        return self._partitions_def.get_partition_keys(current_time)
 
     @property
     def partitions_def(self) -> PartitionsDefinition:
@@ -364,6 +375,6 @@ def daily_partitioned_config(
             return tags_for_partition_fn(*partitions_def.time_window_for_partition_key(key))
 
         tags_fn = tags_for_key if tags_for_partition_fn is not None else None
-        return PartitionedConfig(partitions_def, config_for_key, tags_fn)
+        return PartitionedConfig(partitions_def, config_for_key, tags_fn, decorated_fn=fn)
 
     return decorator

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, PrivateAttr
 
-from orchestrator.definitions.config import Config, ConfigSchema, as_config_schema
+from orchestrator.definitions.config import (
+    Config,
+    ConfigSchema,
+    ConfiguredSchema,
+    as_config_schema,
+    configured_schema,
+)
 
 
 @dataclass
@@ -29,11 +36,6 @@ class InitResourceContext:
     resources: Any = None
     run_id: str | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("orchestrator"))
-
-
-def build_init_resource_context(config: Any = None, resources: Any = None) -> InitResourceContext:
-    """An ``InitResourceContext`` for calling a resource function directly in tests."""
-    return InitResourceContext(resource_config=config, resources=resources)
 
 
 class ResourceDefinition:
@@ -56,7 +58,9 @@ class ResourceDefinition:
         default_config: Any = None,
     ):
         self.resource_fn = resource_fn
-        self.config_schema: ConfigSchema | None = as_config_schema(config_schema, "resource")
+        self.config_schema: ConfigSchema | ConfiguredSchema | None = as_config_schema(
+            config_schema, "resource"
+        )
         self.description = description
         self.required_resource_keys = frozenset(required_resource_keys or ())
         self.default_config = default_config
@@ -75,6 +79,25 @@ class ResourceDefinition:
     def none_resource(description: str | None = None) -> ResourceDefinition:
         """A resource that is ``None``."""
         return ResourceDefinition.hardcoded_resource(None, description)
+
+    def configured(
+        self,
+        config_or_config_fn: Any,
+        config_schema: Any = None,
+        description: str | None = None,
+        name: str | None = None,
+    ) -> ResourceDefinition:
+        """A new resource whose config is fixed (a dict) or computed by a function of new
+        config (validated by ``config_schema``) onto this resource's config."""
+        copy = ResourceDefinition(
+            self.resource_fn,
+            description=description or self.description,
+            required_resource_keys=set(self.required_resource_keys),
+        )
+        copy.config_schema = configured_schema(
+            self.config_schema, config_or_config_fn, config_schema, name or "resource"
+        )
+        return copy
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the resource function directly (tests)."""
@@ -107,6 +130,20 @@ def resource(
     return wrap(fn) if fn is not None else wrap
 
 
+class EnvVar(str):
+    """A ``ConfigurableResource`` field read from the environment when the resource is built
+    for a run (in the process that runs the step), not when the job is defined:
+    ``Database(password=EnvVar("DB_PASSWORD"))``. Its string value is the variable's name, so
+    no secret is stored with the run."""
+
+    @property
+    def env_var_name(self) -> str:
+        return str(self)
+
+    def get_value(self, default: str | None = None) -> str | None:
+        return os.environ.get(self.env_var_name, default)
+
+
 class ConfigurableResource(Config):
     """A resource whose fields are its config; the instance itself is given to ops.
 
@@ -116,6 +153,12 @@ class ConfigurableResource(Config):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=False, arbitrary_types_allowed=True)
+    _env_vars: dict[str, EnvVar] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, **data: Any):
+        super().__init__(**data)
+        # fields given as EnvVar (validation turns them into plain strings): read at build time
+        self._env_vars = {k: v for k, v in data.items() if isinstance(v, EnvVar)}
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         """Called after the resource is built for a run."""
@@ -124,12 +167,34 @@ class ConfigurableResource(Config):
         """Called when the run (or step) that used the resource is done."""
 
 
+def _resolve_env_vars(res: Any, env_fields: Mapping[str, EnvVar]) -> Any:
+    """A copy of ``res`` whose fields still naming an ``EnvVar`` hold the variable's value."""
+    todo = {k: v for k, v in env_fields.items() if getattr(res, k) == v}
+    if not todo:
+        return res
+    missing = [v.env_var_name for v in todo.values() if v.get_value() is None]
+    if missing:
+        from orchestrator.errors import ConfigError
+
+        raise ConfigError(
+            [
+                (f"resource field {k}", f"environment variable {v!r} is not set")
+                for k, v in todo.items()
+                if v in missing
+            ],
+            heading=f"Cannot build resource {type(res).__name__}",
+        )
+    return res.model_copy(update={k: v.get_value() for k, v in todo.items()})
+
+
 def _configurable_resource_definition(instance: ConfigurableResource) -> ResourceDefinition:
     cls = type(instance)
     schema = ConfigSchema(model=cls, adapter=None, user_class=True)
+    env_fields = dict(instance._env_vars)
 
     def build(ctx: InitResourceContext) -> Any:
         res = ctx.resource_config if isinstance(ctx.resource_config, cls) else instance
+        res = _resolve_env_vars(res, env_fields)
         res.setup_for_execution(ctx)
         try:
             yield res

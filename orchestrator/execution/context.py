@@ -187,6 +187,41 @@ class OpExecutionContext:
         self.run_tags = dict(run_tags or {})
         self.run_config = dict(run_config or {})
         self.instance = instance
+        self._logged: list[Any] = []
+        self._output_metadata: dict[str, dict[str, Any]] = {}
+
+    def log_event(self, event: Any) -> None:
+        """Record an ``AssetMaterialization``, ``AssetObservation`` or ``ExpectationResult``
+        as an event of this step (``get_events()`` returns them in a unit test)."""
+        from orchestrator.execution.event_data import logged_event
+
+        built = logged_event(self.run_id, self.op_handle, self.retry_number + 1, event)
+        self._logged.append(event)
+        if self.log._emit is not None:
+            self.log._emit(built)
+
+    def get_events(self) -> list[Any]:
+        """What this context logged with :meth:`log_event` (for unit tests)."""
+        return list(self._logged)
+
+    def add_output_metadata(
+        self, metadata: Mapping[str, Any], output_name: str | None = None
+    ) -> None:
+        """Metadata for an output of this step, recorded on its ``STEP_OUTPUT`` event (merged
+        with ``Output(metadata=...)``). ``output_name`` may be left out for one output."""
+        if output_name is None:
+            outs = list(getattr(self.op_def, "outs", None) or ["result"])
+            if len(outs) != 1:
+                from orchestrator.errors import InvalidInvocationError
+
+                raise InvalidInvocationError(
+                    f"op {self.op_handle!r} has outputs {outs}: name one with output_name="
+                )
+            output_name = outs[0]
+        self._output_metadata.setdefault(output_name, {}).update(metadata)
+
+    def get_output_metadata(self, output_name: str = "result") -> dict[str, Any]:
+        return dict(self._output_metadata.get(output_name, {}))
 
     @property
     def partition_key(self) -> str:
@@ -209,24 +244,3 @@ class OpExecutionContext:
 
     def has_tag(self, key: str) -> bool:
         return key in self.run_tags
-
-
-def build_op_context(
-    resources: Mapping[str, Any] | None = None,
-    op_config: Any = None,
-    partition_key: str | None = None,
-    run_tags: Mapping[str, str] | None = None,
-    run_id: str = "test-run",
-) -> OpExecutionContext:
-    """A context for calling an op function directly in a unit test."""
-    return OpExecutionContext(
-        run_id=run_id,
-        job_name="test_job",
-        op_handle="test_op",
-        op_def=None,
-        op_config=op_config,
-        resources=Resources(resources or {}),
-        log=LogManager(run_id, None, [], None),
-        partition_key=partition_key,
-        run_tags=run_tags,
-    )

@@ -33,6 +33,9 @@ class EventType(StrEnum):
     HOOK_COMPLETED = "HOOK_COMPLETED"
     HOOK_ERRORED = "HOOK_ERRORED"
     HOOK_SKIPPED = "HOOK_SKIPPED"
+    ASSET_MATERIALIZATION = "ASSET_MATERIALIZATION"
+    ASSET_OBSERVATION = "ASSET_OBSERVATION"
+    STEP_EXPECTATION_RESULT = "STEP_EXPECTATION_RESULT"
     ENGINE_EVENT = "ENGINE_EVENT"
     LOG_MESSAGE = "LOG_MESSAGE"
 
@@ -118,6 +121,79 @@ class Event:
     @property
     def is_failure(self) -> bool:
         return self.event_type_value in (EventType.STEP_FAILURE.value, EventType.RUN_FAILURE.value)
+
+    def _is(self, *types: EventType) -> bool:
+        return self.event_type_value in {t.value for t in types}
+
+    @property
+    def is_step_start(self) -> bool:
+        return self._is(EventType.STEP_START)
+
+    @property
+    def is_step_skipped(self) -> bool:
+        return self._is(EventType.STEP_SKIPPED)
+
+    @property
+    def is_step_up_for_retry(self) -> bool:
+        return self._is(EventType.STEP_UP_FOR_RETRY)
+
+    @property
+    def is_step_restarted(self) -> bool:
+        return self._is(EventType.STEP_RESTARTED)
+
+    @property
+    def is_successful_output(self) -> bool:
+        return self._is(EventType.STEP_OUTPUT)
+
+    @property
+    def is_handled_output(self) -> bool:
+        return self._is(EventType.HANDLED_OUTPUT)
+
+    @property
+    def is_loaded_input(self) -> bool:
+        return self._is(EventType.LOADED_INPUT)
+
+    @property
+    def is_hook_event(self) -> bool:
+        return self._is(EventType.HOOK_COMPLETED, EventType.HOOK_ERRORED, EventType.HOOK_SKIPPED)
+
+    @property
+    def is_asset_materialization(self) -> bool:
+        return self._is(EventType.ASSET_MATERIALIZATION)
+
+    is_step_materialization = is_asset_materialization
+
+    @property
+    def is_asset_observation(self) -> bool:
+        return self._is(EventType.ASSET_OBSERVATION)
+
+    @property
+    def is_expectation_result(self) -> bool:
+        return self._is(EventType.STEP_EXPECTATION_RESULT)
+
+    @property
+    def is_run_success(self) -> bool:
+        return self._is(EventType.RUN_SUCCESS)
+
+    @property
+    def is_run_failure(self) -> bool:
+        return self._is(EventType.RUN_FAILURE)
+
+    is_job_success = is_run_success
+    is_job_failure = is_run_failure
+
+    @property
+    def is_engine_event(self) -> bool:
+        return self._is(EventType.ENGINE_EVENT)
+
+    @property
+    def event_specific_data(self) -> Any:
+        """What Dagster code reads off an event, by its type: ``.metadata`` of an output,
+        ``.error`` and ``.user_failure_data`` of a failure, ``.materialization``,
+        ``.asset_observation``, ``.expectation_result``; None for other events."""
+        from orchestrator.execution.event_data import specific_data
+
+        return specific_data(self)
 
     @property
     def node_handle(self) -> str | None:

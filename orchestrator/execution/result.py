@@ -53,9 +53,63 @@ class ExecuteInProcessResult:
     def instance(self) -> Any:
         return self._instance
 
+    @property
+    def all_node_events(self) -> list[Event]:
+        """Every step event (events of ops), oldest first."""
+        return [e for e in self.all_events if e.step_key is not None]
+
     def events_for_node(self, node_name: str) -> list[Event]:
-        """Events of one step (``node_name`` is the op's handle, e.g. ``outer.inner``)."""
-        return [e for e in self.all_events if e.step_key == node_name]
+        """Events of one node: an op's handle (``outer.inner.op``) or a graph's (``outer``),
+        whose events are those of every op inside it."""
+        prefix = node_name + "."
+        return [
+            e
+            for e in self.all_events
+            if e.step_key is not None and (e.step_key == node_name or e.step_key.startswith(prefix))
+        ]
+
+    def filter_events(self, event_filter: Callable[[Event], bool]) -> list[Event]:
+        return [e for e in self.all_events if event_filter(e)]
+
+    def get_job_success_event(self) -> Event:
+        return self._only(EventType.RUN_SUCCESS)
+
+    def get_job_failure_event(self) -> Event:
+        return self._only(EventType.RUN_FAILURE)
+
+    def _only(self, etype: EventType) -> Event:
+        found = self._of_type(etype)
+        if not found:
+            raise InvariantViolationError(f"run {self.run_id} has no {etype.value} event")
+        return found[-1]
+
+    def get_asset_materialization_events(self) -> list[Event]:
+        return self._of_type(EventType.ASSET_MATERIALIZATION)
+
+    def get_asset_observation_events(self) -> list[Event]:
+        return self._of_type(EventType.ASSET_OBSERVATION)
+
+    def asset_materializations_for_node(self, node_name: str) -> list[Any]:
+        """The ``AssetMaterialization``s the node's ops logged."""
+        return [
+            e.event_specific_data.materialization
+            for e in self.events_for_node(node_name)
+            if e.is_asset_materialization
+        ]
+
+    def asset_observations_for_node(self, node_name: str) -> list[Any]:
+        return [
+            e.event_specific_data.asset_observation
+            for e in self.events_for_node(node_name)
+            if e.is_asset_observation
+        ]
+
+    def expectation_results_for_node(self, node_name: str) -> list[Any]:
+        return [
+            e.event_specific_data.expectation_result
+            for e in self.events_for_node(node_name)
+            if e.is_expectation_result
+        ]
 
     def _of_type(self, etype: EventType) -> list[Event]:
         return [e for e in self.all_events if e.event_type_value == etype.value]

@@ -15,7 +15,9 @@ from typing import Any
 
 from orchestrator.definitions.hooks import HookContext
 from orchestrator.definitions.io import DEFAULT_OUTPUT, Output
+from orchestrator.definitions.metadata import AssetMaterialization, ExpectationResult
 from orchestrator.definitions.op import OpDefinition
+from orchestrator.definitions.types import check_type, type_name
 from orchestrator.errors import (
     ConfigError,
     Failure,
@@ -32,6 +34,7 @@ from orchestrator.execution.context import (
     RunContext,
     logging_to,
 )
+from orchestrator.execution.event_data import metadata_fields
 from orchestrator.execution.events import ErrorInfo, Event, EventType, make_event
 from orchestrator.execution.resource_scope import ResourceScope
 from orchestrator.execution.user_code import user_code_boundary
@@ -48,10 +51,18 @@ class StepOutcome:
     error: BaseException | None = None
 
 
-def _type_ok(expected: Any, value: Any) -> bool:
-    if expected is None or expected is Any or not inspect.isclass(expected):
-        return True
-    return isinstance(value, expected)
+def _type_check(
+    step: ExecutionStep, kind: str, name: str, expected: Any, value: Any, context: Any
+) -> None:
+    """Check an input's or output's value against its declared type (a failing check is a
+    :class:`TypeCheckError`; a check function that raises is the user's error)."""
+    with user_code_boundary(f"type check of {kind} {name!r}"):
+        check = check_type(expected, value, context)
+    if not check.success:
+        raise TypeCheckError(
+            f"type check failed for {kind} {name!r} of step {step.key!r} "
+            f"({type_name(expected)}): {check.description or 'the check said no'}"
+        )
 
 
 def _user_exception(exc: BaseException) -> BaseException:
@@ -114,7 +125,7 @@ class StepRunner:
                     run_config=ctx.plan.run_config,
                     instance=ctx.instance,
                 )
-                kwargs = self._inputs(step, op_def, scope)
+                kwargs = self._inputs(step, op_def, scope, context)
                 for param, key in op_def.resource_params.items():
                     kwargs[param] = scope.get(key)
                 if op_def.config_param:
@@ -123,7 +134,7 @@ class StepRunner:
                 with logging_to(log):  # get_dagster_logger() lines join the run log
                     with user_code_boundary(f"op {step_key!r}"):
                         result = op_def.compute_fn(*args, **kwargs)
-                    produced = self._outputs(op_def, result)
+                    produced = self._outputs(op_def, result, context)
                     while True:
                         # a generator op runs between yields: user code, but not the type check
                         with user_code_boundary(f"op {step_key!r}"):
@@ -131,7 +142,7 @@ class StepRunner:
                         if item is None:
                             break
                         name, value, meta = item
-                        self._check_type(step, op_def, name, value)
+                        self._check_type(step, op_def, name, value, context)
                         outputs[name] = value
                         if meta:
                             metadata[name] = dict(meta)
@@ -146,7 +157,10 @@ class StepRunner:
                             outputs[out.name],
                             scope,
                             attempt,
-                            metadata.get(out.name),
+                            {
+                                **context.get_output_metadata(out.name),
+                                **metadata.get(out.name, {}),
+                            },
                         )
             except (RetryRequested, Failure, UserCodeError) as exc:
                 return self._failed(
@@ -177,14 +191,14 @@ class StepRunner:
 
     def _config(self, op_def: OpDefinition, step: ExecutionStep) -> Any:
         if op_def.config_schema is None:
-            return None
+            return step.config  # no schema: whatever config was given, unchecked
         value, problems = op_def.config_schema.validate(step.config, f"ops.{step.key}.config")
         if problems:
             raise ConfigError(problems)
         return value
 
     def _inputs(
-        self, step: ExecutionStep, op_def: OpDefinition, scope: ResourceScope
+        self, step: ExecutionStep, op_def: OpDefinition, scope: ResourceScope, context: Any
     ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
         for step_input in step.inputs:
@@ -216,12 +230,8 @@ class StepRunner:
                 value = self.ctx.input_values[step_input.key]
             else:
                 value = op_def.ins[name].default_value
-            expected = op_def.ins[name].dagster_type
-            if not step_input.fan_in and not _type_ok(expected, value):
-                raise TypeCheckError(
-                    f"type check failed for input {name!r} of step {step.key!r}: expected "
-                    f"{expected.__name__}, got {type(value).__name__} {value!r}"
-                )
+            if not step_input.fan_in:
+                _type_check(step, "input", name, op_def.ins[name].dagster_type, value, context)
             kwargs[name] = value
         return kwargs
 
@@ -250,14 +260,20 @@ class StepRunner:
         with user_code_boundary(f"IO manager {io_key!r} loading input {name!r}"):
             return manager.load_input(context)
 
-    def _outputs(self, op_def: OpDefinition, result: Any) -> Iterator[tuple[str, Any, Any]]:
+    def _outputs(
+        self, op_def: OpDefinition, result: Any, context: OpExecutionContext
+    ) -> Iterator[tuple[str, Any, Any]]:
         names = list(op_def.outs)
         if inspect.isgenerator(result):
             for item in result:
+                if isinstance(item, AssetMaterialization | ExpectationResult):
+                    context.log_event(item)
+                    continue
                 if not isinstance(item, Output):
                     raise StepError(
                         f"op {op_def.name!r} yielded {item!r}; a generator op must yield "
-                        "Output(value, output_name) objects"
+                        "Output(value, output_name) objects (or AssetMaterialization, "
+                        "AssetObservation, ExpectationResult)"
                     )
                 yield (*self._named(op_def, item.output_name, item.value), item.metadata)
             return
@@ -291,13 +307,10 @@ class StepRunner:
         return name, value
 
     @staticmethod
-    def _check_type(step: ExecutionStep, op_def: OpDefinition, name: str, value: Any) -> None:
-        expected = op_def.outs[name].dagster_type
-        if not _type_ok(expected, value):
-            raise TypeCheckError(
-                f"type check failed for output {name!r} of step {step.key!r}: expected "
-                f"{expected.__name__}, got {type(value).__name__} {value!r}"
-            )
+    def _check_type(
+        step: ExecutionStep, op_def: OpDefinition, name: str, value: Any, context: Any
+    ) -> None:
+        _type_check(step, "output", name, op_def.outs[name].dagster_type, value, context)
 
     @staticmethod
     def _check_outputs(step: ExecutionStep, op_def: OpDefinition, outputs: dict[str, Any]) -> None:
@@ -331,7 +344,7 @@ class StepRunner:
                 step_key=step.key,
                 attempt=attempt,
                 output_name=name,
-                metadata=metadata,
+                **metadata_fields(metadata),
             )
         )
 
@@ -375,7 +388,7 @@ class StepRunner:
                 )
             )
             return StepOutcome("retry", user_exception=user_exc, error=exc)
-        metadata = user_exc.metadata if isinstance(user_exc, Failure) else None
+        failure = user_exc if isinstance(user_exc, Failure) else None
         ctx.emit(
             make_event(
                 EventType.STEP_FAILURE,
@@ -384,7 +397,9 @@ class StepRunner:
                 step_key=step.key,
                 attempt=attempt,
                 error=info.to_dict(),
-                metadata=metadata,
+                user_failure=True if failure is not None else None,
+                description=failure.description if failure is not None else None,
+                **metadata_fields(failure.metadata if failure is not None else None),
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
             )
         )

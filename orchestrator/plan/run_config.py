@@ -96,10 +96,22 @@ class _Validator:
             node_path, handle = f"{path}.{name}", f"{prefix}{name}"
             node_cfg = cfg.get(name)
             if isinstance(node.definition, GraphDefinition):
-                node_cfg = _check_keys(node_cfg, ["ops", "inputs"], node_path, self.problems)
-                self.ops(
-                    node.definition, node_cfg.get("ops"), f"{node_path}.ops", f"{handle}.", out
-                )
+                mapping = node.definition.config_mapping
+                keys = ["ops", "inputs", *(["config"] if mapping is not None else [])]
+                node_cfg = _check_keys(node_cfg, keys, node_path, self.problems)
+                inner = node_cfg.get("ops")
+                if mapping is not None:
+                    if inner:
+                        self.problems.append(
+                            (
+                                f"{node_path}.ops",
+                                f"graph {name!r} maps its config onto its ops: give "
+                                f"{node_path}.config instead",
+                            )
+                        )
+                    inner, probs = mapping.map_nodes(node_cfg.get("config"), f"{node_path}.config")
+                    self.problems += probs
+                self.ops(node.definition, inner, f"{node_path}.ops", f"{handle}.", out)
                 self.inputs(node_cfg, list(node.definition.input_defs), node_path, handle, out)
                 continue
             op_def = node.definition
@@ -107,9 +119,9 @@ class _Validator:
             if handle not in self.selected:
                 continue  # config of unselected ops is allowed and ignored
             schema = op_def.config_schema
-            if schema is None:
-                if node_cfg.get("config") not in (None, {}):
-                    self.problems.append((f"{node_path}.config", "this op takes no config"))
+            if schema is None:  # as in Dagster: no schema accepts any config, unchecked
+                if node_cfg.get("config") is not None:
+                    out.op_config[handle] = node_cfg["config"]
             else:
                 value, probs = schema.validate(
                     node_cfg.get("config"), f"{node_path}.config", resolve=False
@@ -147,9 +159,9 @@ class _Validator:
             res_cfg = _check_keys(cfg.get(key), ["config"], path, self.problems)
             given = res_cfg.get("config")
             schema = definition.config_schema
-            if schema is None:
-                if given not in (None, {}):
-                    self.problems.append((f"{path}.config", "this resource takes no config"))
+            if schema is None:  # no schema accepts any config, unchecked
+                if given is not None:
+                    out.resource_config[key] = given
                 continue
             default = definition.default_config
             if isinstance(default, Mapping) and (given is None or isinstance(given, Mapping)):
