@@ -62,6 +62,12 @@ class ResourceNotFoundError(InvalidInputError, AttributeError):
     Also an ``AttributeError`` (as Dagster's), so ``hasattr(context.resources, "x")`` works."""
 
 
+class MissingResourceError(ResourceNotFoundError, DefinitionError):
+    """A job's op, hook or resource requires a resource key the job does not provide: both a
+    missing resource and a definition that cannot run (Dagster raises
+    ``DagsterInvalidDefinitionError`` here)."""
+
+
 class PartitionError(InvalidInputError):
     """An unknown partition key, or a partition given to a job that has no partitions."""
 

@@ -174,8 +174,13 @@ def select_ops(
 
 
 def _literal_names(clauses: list[tuple[str, Clause]], members: Mapping[str, set[str]]) -> set[str]:
+    """A list of literal names; where a graph and nodes inside it are both named, the inner
+    names say what of that graph runs (as Dagster reads such a list)."""
+    names = {clause.name for _, clause in clauses}
     selected: set[str] = set()
     for text, clause in clauses:
+        if any(other.startswith(clause.name + ".") for other in names):
+            continue
         if clause.up != 0 or clause.down != 0:
             raise SelectionError(
                 f"Op selection \"{text}\": '*' and '+' do not combine with dotted names; a "

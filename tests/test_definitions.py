@@ -376,7 +376,7 @@ def test_field_config_schema_applies_defaults_and_optional_values() -> None:
     )
 
     assert result.success
-    assert seen == {"rate": 3, "label": None, "name": "n"}
+    assert seen == {"rate": 3, "name": "n"}  # as in Dagster: an optional field not given is absent
 
 
 def test_field_with_default_cannot_be_required() -> None:

@@ -164,6 +164,8 @@ def test_a_top_level_graph_is_one_node_and_runs_whole() -> None:
 
 def test_dotted_names_select_literally_inside_graphs() -> None:
     assert nested("outer.inner") == {"outer.inner.x", "outer.inner.y"}
+    # a graph named together with a node inside it: the inner name says what runs
+    assert nested("outer", "outer.first") == {"outer.first"}
     assert nested("outer.inner.x") == {"outer.inner.x"}
     assert nested("outer.first", "end") == {"outer.first", "end"}
 
@@ -341,7 +343,9 @@ def nested_reference(
     counts by Floyd-Warshall) and a selected top-level node brings every op under it; a query
     with a dotted name is a list of literal names."""
     if any("." in parse_clause(q).name for q in queries):
-        return {h for q in queries for h in handles if h == q or h.startswith(q + ".")}
+        # a name with a more specific name inside it in the list gives way to it
+        literal = [q for q in queries if not any(o.startswith(q + ".") for o in queries)]
+        return {h for q in literal for h in handles if h == q or h.startswith(q + ".")}
     top = sorted({h.split(".")[0] for h in handles})
     hops = all_pairs_hops(top, {c: p for c, p in upstream.items() if c in top})
     chosen = set()

@@ -229,6 +229,32 @@ def _annotation_for(schema: Any, name: str) -> Any:
     return schema
 
 
+_OMIT_UNSET = "orchestrator_omit_unset"
+
+
+def _dump(value: Any) -> Any:
+    """A validated dict-schema model as the plain dict an op reads: as in Dagster, an optional
+    field without a default that was not given is absent (not None)."""
+    if isinstance(value, BaseModel):
+        out: dict[str, Any] = {}
+        for name, info in type(value).model_fields.items():
+            extra = info.json_schema_extra
+            if (
+                isinstance(extra, dict)
+                and extra.get(_OMIT_UNSET)
+                and (name not in value.model_fields_set)
+            ):
+                continue
+            out[name] = _dump(getattr(value, name))
+        out.update({k: _dump(v) for k, v in (value.model_extra or {}).items()})
+        return out
+    if isinstance(value, list):
+        return [_dump(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _dump(v) for k, v in value.items()}
+    return value
+
+
 def _all_optional(annotation: Any) -> bool:
     return (
         inspect.isclass(annotation)
@@ -248,8 +274,17 @@ def _model_for_dict(
                 default = entry.default_value
             elif entry.is_required:
                 default = ...
-            else:
+            else:  # optional without a default: absent from the op's config when not given
                 annotation, default = Optional[annotation], None  # noqa: UP045
+                fields[key] = (
+                    annotation,
+                    pydantic.Field(
+                        default,
+                        description=entry.description,
+                        json_schema_extra={_OMIT_UNSET: True},
+                    ),
+                )
+                continue
             fields[key] = (annotation, pydantic.Field(default, description=entry.description))
         elif isinstance(entry, Noneable):  # an absent Noneable entry is None
             fields[key] = (_annotation_for(entry, f"{name}_{key}"), None)
@@ -302,7 +337,7 @@ class ConfigSchema:
                 if not isinstance(value, Mapping):
                     return None, [(path, f"expected a mapping, got {type(value).__name__}")]
                 obj = self.model.model_validate(value, context=context)
-                return (obj if self.user_class else obj.model_dump()), []
+                return (obj if self.user_class else _dump(obj)), []
             assert self.adapter is not None
             return self.adapter.validate_python(value, context=context), []
         except pydantic.ValidationError as exc:

@@ -111,23 +111,30 @@ def metadata_from_json(
     }
 
 
-@dataclass(frozen=True)
 class AssetKey:
-    """The name of an asset: a path of strings (``AssetKey(["warehouse", "orders"])``)."""
-
-    path: tuple[str, ...]
+    """The name of an asset: a path of strings (``AssetKey(["warehouse", "orders"])``); equal
+    keys hash alike."""
 
     def __init__(self, path: str | Sequence[str]):
-        parts = (path,) if isinstance(path, str) else tuple(path)
+        parts = [path] if isinstance(path, str) else list(path)
         if not parts or not all(isinstance(p, str) and p for p in parts):
             raise DefinitionError(f"AssetKey needs non-empty strings, got {path!r}")
-        object.__setattr__(self, "path", parts)
+        self.path: list[str] = parts
 
     def to_user_string(self) -> str:
         return "/".join(self.path)
 
     def to_string(self) -> str:
         return self.to_user_string()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AssetKey) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.path))
+
+    def __repr__(self) -> str:
+        return f"AssetKey({self.path!r})"
 
 
 def _asset_key(value: Any) -> AssetKey:

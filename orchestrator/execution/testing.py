@@ -8,6 +8,7 @@ definitions, ``ConfigurableResource`` instances or plain objects) and tear them 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import weakref
 from collections.abc import Iterator, Mapping
@@ -176,12 +177,21 @@ def invoke_op(op_def: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any
                 f"directly; call {name}(build_op_context(...), ...)"
             )
     elif args and isinstance(args[0], OpExecutionContext):
-        if not (op_def.resource_params or op_def.config_param):
-            raise InvalidInvocationError(
-                f"op {name!r} takes no context argument, but a context was given when invoking it"
-            )
-        # it supplies the op's resource and config parameters, and is not passed on
+        # as in Dagster, an op without a context parameter may still be given one: it
+        # supplies the op's resource and config parameters, and is not passed on
         context, args = args[0], args[1:]
+    # positional arguments: a Config or resource instance fills that parameter; the others
+    # are the op's inputs, in order
+    args = _take_typed_arguments(op_def, args, kwargs)
+    if len(args) > len(op_def.input_params):
+        raise InvalidInvocationError(
+            f"op {name!r} takes {len(op_def.input_params)} input(s) "
+            f"({', '.join(op_def.input_params) or 'none'}), {len(args)} were given"
+        )
+    for param, value in zip(op_def.input_params, args, strict=False):
+        if param in kwargs:
+            raise InvalidInvocationError(f"op {name!r} got two values for {param!r}")
+        kwargs[param] = value
     op_config = getattr(context, "op_config", None)
     if op_def.config_schema is not None and (op_def.config_param not in kwargs):
         value, problems = op_def.config_schema.validate(op_config, f"ops.{name}.config")
@@ -202,14 +212,8 @@ def invoke_op(op_def: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any
                     "build_op_context(resources=...)"
                 )
             kwargs[param] = context.resources[key]
-    if len(args) > len(op_def.input_params):
-        raise InvalidInvocationError(
-            f"op {name!r} takes {len(op_def.input_params)} input(s) "
-            f"({', '.join(op_def.input_params) or 'none'}), {len(args)} were given"
-        )
-    given = set(op_def.input_params[: len(args)]) | set(kwargs)
     for input_name in op_def.input_params:
-        if input_name in given:
+        if input_name in kwargs:
             continue
         spec = op_def.ins.get(input_name)
         if spec is not None and spec.has_default:
@@ -219,6 +223,33 @@ def invoke_op(op_def: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any
                 f"op {name!r} was invoked without input {input_name!r}; pass it positionally "
                 f"or as {input_name}=..."
             )
-    kwargs.update(zip(op_def.input_params, args, strict=False))  # inputs by name
     call_args = [context] if op_def.takes_context else []
     return op_def.compute_fn(*call_args, **kwargs)
+
+
+def _take_typed_arguments(
+    op_def: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, ...]:
+    """Move positional ``Config`` and resource instances to their parameters (by annotation)."""
+    from orchestrator.definitions.op import _resolve_annotation
+
+    fn = op_def.compute_fn
+    hints = {
+        p.name: _resolve_annotation(fn, p.annotation)
+        for p in inspect.signature(fn).parameters.values()
+    }
+    typed = (
+        [op_def.config_param, *op_def.resource_params]
+        if op_def.config_param
+        else [*op_def.resource_params]
+    )
+    rest = []
+    for value in args:
+        for param in typed:
+            hint = hints.get(param)
+            if param not in kwargs and inspect.isclass(hint) and isinstance(value, hint):
+                kwargs[param] = value
+                break
+        else:
+            rest.append(value)
+    return tuple(rest)

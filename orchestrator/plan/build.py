@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.definitions.io import In
-from orchestrator.errors import MissingInputError, ResourceNotFoundError, did_you_mean
+from orchestrator.errors import MissingInputError, MissingResourceError, did_you_mean
 from orchestrator.plan.handles import FanIn, FromJobInput, FromStep, OpNode, Source
 from orchestrator.plan.run_config import (
     ResolvedConfig,
@@ -57,7 +57,7 @@ def needed_resource_keys(
     """Resource keys the selected ops (and their hooks and resources) need.
 
     Raises:
-        ResourceNotFoundError: an op, hook or resource needs a key the job does not provide.
+        MissingResourceError: an op, hook or resource needs a key the job does not provide.
     """
     needed: set[str] = set()
     for node in job.op_nodes.values():
@@ -66,7 +66,7 @@ def needed_resource_keys(
             wanted |= hook.required_resource_keys
         for key in sorted(wanted):
             if key not in resource_defs:
-                raise ResourceNotFoundError(
+                raise MissingResourceError(
                     f"op {node.handle!r} requires resource {key!r}, which job {job.name!r} does "
                     f"not provide (it has: {', '.join(sorted(resource_defs)) or 'none'})."
                     f"{did_you_mean(key, resource_defs)} Add it to resource_defs, to "
@@ -77,7 +77,7 @@ def needed_resource_keys(
     while stack:
         for dep in resource_defs[stack.pop()].required_resource_keys:
             if dep not in resource_defs:
-                raise ResourceNotFoundError(
+                raise MissingResourceError(
                     f"a resource requires resource {dep!r}, which job {job.name!r} does not provide"
                 )
             if dep not in needed:
@@ -225,7 +225,7 @@ def build_plan(
         The plan, and the validated config it was built from.
 
     Raises:
-        ConfigError, PartitionError, MissingInputError, ResourceNotFoundError, SelectionError.
+        ConfigError, PartitionError, MissingInputError, MissingResourceError, SelectionError.
     """
     resource_defs = resource_defs if resource_defs is not None else job.resource_defs
     raw = effective_run_config(job, run_config, partition_key)
