@@ -13,7 +13,7 @@ import signal
 import time
 from pathlib import Path
 
-from orchestrator import Config, In, Nothing, celery_executor, job, op
+from orchestrator import Config, In, Nothing, celery_executor, graph, job, op
 from tests.gauge import Gauge
 
 WORKER_ENV = "ORCHESTRATOR_TEST_WORKER"
@@ -73,6 +73,17 @@ def chain20() -> None:
     value = seed()
     for i in range(19):
         value = inc.alias(f"inc_{i}")(value)
+
+
+@graph
+def doubled(x: int) -> int:
+    return inc.alias("twice")(inc(x))
+
+
+@job(executor_def=celery_executor)
+def nested_job() -> None:
+    """seed -> doubled (inc -> twice) -> after: op selection walks top-level nodes."""
+    inc.alias("after")(doubled(seed()))
 
 
 @job(executor_def=celery_executor)

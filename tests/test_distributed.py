@@ -181,6 +181,31 @@ def test_launch_run_takes_a_job_and_the_deployment_instance(
     assert ran == {"seed", "inc_0"}
 
 
+def test_launched_runs_select_top_level_nodes_and_take_graph_inputs(
+    instance: RedisInstance, coordinator: Coordinator
+) -> None:
+    import orchestrator
+
+    def ran(run_id: str) -> set[str]:
+        events = instance.all_events(run_id)
+        return {e.step_key or "" for e in events if e.event_type_value == "STEP_SUCCESS"}
+
+    # a graph is one node: one hop up from it is `seed`, and it runs whole
+    walked = orchestrator.launch_run(celery_jobs.nested_job, op_selection=["+doubled"])
+    # the graph alone, its input given at the graph's level
+    alone = orchestrator.launch_run(
+        celery_jobs.nested_job,
+        op_selection=["doubled"],
+        run_config={"ops": {"doubled": {"inputs": {"x": 10}}}},
+    )
+    statuses = wait_finished(instance, [walked, alone])
+    assert set(statuses.values()) == {RunStatus.SUCCESS}
+    assert ran(walked) == {"seed", "doubled.inc", "doubled.twice"}
+    assert ran(alone) == {"doubled.inc", "doubled.twice"}
+    with pytest.raises(orchestrator.DagsterInvalidSubsetError, match="dotted"):
+        orchestrator.launch_run(celery_jobs.nested_job, op_selection=["doubled.inc+"])
+
+
 def test_launch_run_on_an_in_memory_instance_says_what_to_pass() -> None:
     import orchestrator
 
