@@ -67,7 +67,9 @@ from orchestrator import (
     file_relative_path,
     get_dagster_logger,
     graph,
+    in_process_executor,
     job,
+    multiprocess_executor,
     op,
     repository,
     resource,
@@ -905,3 +907,24 @@ def test_env_var_in_a_resource_is_read_when_the_run_builds_it(
     monkeypatch.delenv("WH_PASSWORD")
     with pytest.raises(DagsterInvalidConfigError, match="WH_PASSWORD"):
         secure.execute_in_process()
+
+
+def test_executor_and_logger_configured() -> None:
+    two_at_once = multiprocess_executor.configured({"max_concurrent": 2}, name="two")
+    mapped = in_process_executor.configured(
+        lambda cfg: {"retries": {"enabled": {}} if cfg["retry"] else {"disabled": {}}},
+        config_schema={"retry": bool},
+    )
+
+    @job(executor_def=mapped)
+    def mapped_executor_job() -> None:
+        count_rows()
+
+    result = mapped_executor_job.execute_in_process(
+        run_config={
+            "ops": {"count_rows": {"config": {"rows": 4}}},
+            "execution": {"config": {"retry": False}},
+        }
+    )
+    assert result.output_for_node("count_rows") == 4
+    assert two_at_once.name == "two" and two_at_once.default_config["max_concurrent"] == 2

@@ -623,9 +623,10 @@ class ConfigMapping:
             mapped = self.config_fn(value)
         return run_config_to_dict(mapped)
 
-    def map_nodes(self, outer: Any, path: str) -> tuple[dict[str, Any], Problems]:
-        """For a graph's config mapping: validate the graph's config and return the config of
-        its nodes (``{node: {"config": ...}}``), or the problems (paths under ``path``)."""
+    def map_config(self, outer: Any, path: str) -> tuple[dict[str, Any], Problems]:
+        """Validate config given at ``path`` (a graph's, an executor's) and return what the
+        mapping function makes of it (for a graph: its nodes' config,
+        ``{node: {"config": ...}}``), or the problems (paths under ``path``)."""
         from orchestrator.execution.user_code import user_code_boundary
 
         value = outer
@@ -634,11 +635,11 @@ class ConfigMapping:
             if problems:
                 return {}, problems
         elif outer not in (None, {}):
-            return {}, [(path, "this graph's config is fixed; give none")]
+            return {}, [(path, "this config is fixed by a config mapping; give none")]
         with user_code_boundary("graph config mapping function"):
             mapped = to_plain(self.config_fn(value))
         if not isinstance(mapped, Mapping):
-            return {}, [(path, f"the config mapping returned {mapped!r}, not node config")]
+            return {}, [(path, f"the config mapping returned {mapped!r}, not a mapping")]
         return dict(mapped), []
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 from pydantic import BaseModel
 
-from orchestrator.definitions.config import deep_merge, pydantic_problems
+from orchestrator.definitions.config import ConfigMapping, deep_merge, pydantic_problems
 
 if TYPE_CHECKING:
     from orchestrator.concurrency.limits import SlotArbiter
@@ -41,15 +41,39 @@ class ExecutorDefinition:
     factory: Callable[[Any], Executor]
     default_config: Mapping[str, Any] = field(default_factory=dict)
     description: str | None = None
+    # set by configured(fn, config_schema=...): run config is the fn's input, mapped onto ours
+    config_mapping: Any = None
 
-    def configured(self, config: Mapping[str, Any], name: str | None = None) -> ExecutorDefinition:
-        """A copy of this executor with ``config`` as its defaults (merged into existing ones)."""
+    def configured(
+        self,
+        config_or_config_fn: Any,
+        name: str | None = None,
+        config_schema: Any = None,
+        description: str | None = None,
+    ) -> ExecutorDefinition:
+        """A copy of this executor with fixed config (a dict, merged over its defaults), or
+        whose run config (validated by ``config_schema``) a function maps onto its own."""
+        if callable(config_or_config_fn):
+            return replace(
+                self,
+                name=name or self.name,
+                description=description or self.description,
+                config_mapping=ConfigMapping(config_or_config_fn, config_schema),
+            )
         return replace(
-            self, name=name or self.name, default_config=deep_merge(self.default_config, config)
+            self,
+            name=name or self.name,
+            description=description or self.description,
+            default_config=deep_merge(self.default_config, config_or_config_fn),
         )
 
     def validate_config(self, raw: Mapping[str, Any] | None) -> tuple[Any, list[tuple[str, str]]]:
         """Validate run config ``execution.config`` merged over the defaults."""
+        if self.config_mapping is not None:
+            mapped, problems = self.config_mapping.map_config(raw, "execution.config")
+            if problems:
+                return None, problems
+            raw = mapped
         merged = deep_merge(self.default_config, raw or {})
         try:
             return self.config_model.model_validate(merged), []

@@ -109,7 +109,7 @@ class _Validator:
                                 f"{node_path}.config instead",
                             )
                         )
-                    inner, probs = mapping.map_nodes(node_cfg.get("config"), f"{node_path}.config")
+                    inner, probs = mapping.map_config(node_cfg.get("config"), f"{node_path}.config")
                     self.problems += probs
                 self.ops(node.definition, inner, f"{node_path}.ops", f"{handle}.", out)
                 self.inputs(node_cfg, list(node.definition.input_defs), node_path, handle, out)
