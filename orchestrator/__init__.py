@@ -4,7 +4,7 @@ workers, with tag concurrency limits that hold across runs (enforced in Redis).
 Everything a job file needs is importable from here, under Dagster's names.
 """
 
-from typing import Any  # also Dagster's "any value" config type
+from typing import Any, Dict, List, Optional  # noqa: UP035 - Dagster's config/type names
 
 from orchestrator.concurrency.config import TagConcurrencyLimit
 from orchestrator.coordinator import launch_run
@@ -49,6 +49,7 @@ from orchestrator.definitions.job import JobDefinition, job
 from orchestrator.definitions.loggers import (
     InitLoggerContext,
     LoggerDefinition,
+    build_init_logger_context,
     colored_console_logger,
     logger,
 )
@@ -80,10 +81,19 @@ from orchestrator.definitions.resources import (
     EnvVar,
     InitResourceContext,
     ResourceDefinition,
+    ResourceParam,
+    make_values_resource,
     resource,
 )
 from orchestrator.definitions.retry import Backoff, Jitter, RetryPolicy
-from orchestrator.definitions.types import DagsterType, TypeCheck, check_dagster_type
+from orchestrator.definitions.types import (
+    DagsterType,
+    PythonObjectDagsterType,
+    TypeCheck,
+    check_dagster_type,
+    make_python_type_usable_as_dagster_type,
+    usable_as_dagster_type,
+)
 from orchestrator.errors import (
     ConfigError,
     DagsterError,
@@ -129,10 +139,15 @@ from orchestrator.executors.definitions import (
 )
 from orchestrator.storage.base import Instance, RunRecord, RunsFilter, RunStatus
 from orchestrator.storage.io_managers import (
+    ConfigurableIOManager,
+    FilesystemIOManager,
+    InMemoryIOManager,
     InputContext,
     IOManager,
     IOManagerDefinition,
     OutputContext,
+    build_input_context,
+    build_output_context,
     fs_io_manager,
     io_manager,
     mem_io_manager,
@@ -161,6 +176,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigMapping",
+    "ConfigurableIOManager",
     "ConfigurableResource",
     "DagsterError",
     "DagsterEvent",
@@ -180,6 +196,7 @@ __all__ = [
     "DailyPartitionsDefinition",
     "Definitions",
     "DependencyDefinition",
+    "Dict",
     "Enum",
     "EnumValue",
     "EnvVar",
@@ -191,6 +208,7 @@ __all__ = [
     "ExpectationResult",
     "Failure",
     "Field",
+    "FilesystemIOManager",
     "Float",
     "GraphDefinition",
     "GraphIn",
@@ -200,6 +218,7 @@ __all__ = [
     "IOManager",
     "IOManagerDefinition",
     "In",
+    "InMemoryIOManager",
     "InitLoggerContext",
     "InitResourceContext",
     "InputContext",
@@ -211,6 +230,7 @@ __all__ = [
     "Jitter",
     "JobDefinition",
     "JobPointer",
+    "List",
     "LoggerDefinition",
     "MetadataValue",
     "MissingInputError",
@@ -220,6 +240,7 @@ __all__ = [
     "Nothing",
     "OpDefinition",
     "OpExecutionContext",
+    "Optional",
     "OrchestratorError",
     "Out",
     "Output",
@@ -227,12 +248,14 @@ __all__ = [
     "PartitionedConfig",
     "PartitionsDefinition",
     "Permissive",
+    "PythonObjectDagsterType",
     "ReconstructableJob",
     "ReconstructionError",
     "ReexecutionOptions",
     "RepositoryDefinition",
     "ResourceDefinition",
     "ResourceNotFoundError",
+    "ResourceParam",
     "RetryPolicy",
     "RetryRequested",
     "RunConfig",
@@ -252,8 +275,11 @@ __all__ = [
     "TypeCheckError",
     "UserCodeError",
     "build_hook_context",
+    "build_init_logger_context",
     "build_init_resource_context",
+    "build_input_context",
     "build_op_context",
+    "build_output_context",
     "build_reconstructable_job",
     "build_resources",
     "celery_executor",
@@ -274,6 +300,8 @@ __all__ = [
     "job",
     "launch_run",
     "logger",
+    "make_python_type_usable_as_dagster_type",
+    "make_values_resource",
     "mem_io_manager",
     "multi_or_in_process_executor",
     "multiprocess_executor",
@@ -283,5 +311,6 @@ __all__ = [
     "resource",
     "static_partitioned_config",
     "success_hook",
+    "usable_as_dagster_type",
     "validate_run_config",
 ]

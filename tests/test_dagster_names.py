@@ -18,6 +18,7 @@ from orchestrator import (
     AssetObservation,
     BoolSource,
     ConfigMapping,
+    ConfigurableIOManager,
     ConfigurableResource,
     DagsterError,
     DagsterExecutionStepExecutionError,
@@ -31,16 +32,20 @@ from orchestrator import (
     DagsterUnknownResourceError,
     Definitions,
     DependencyDefinition,
+    Dict,
     Enum,
     EnumValue,
     EnvVar,
     ExpectationResult,
     Failure,
     Field,
+    FilesystemIOManager,
     GraphDefinition,
     In,
     Int,
     IntSource,
+    IOManager,
+    List,
     MetadataValue,
     MultiDependencyDefinition,
     NodeInvocation,
@@ -49,15 +54,20 @@ from orchestrator import (
     Out,
     Output,
     Permissive,
+    PythonObjectDagsterType,
     RepositoryDefinition,
+    ResourceParam,
     Selector,
     Shape,
     String,
     StringSource,
     TypeCheck,
     build_hook_context,
+    build_init_logger_context,
     build_init_resource_context,
+    build_input_context,
     build_op_context,
+    build_output_context,
     build_resources,
     check_dagster_type,
     configured,
@@ -68,12 +78,16 @@ from orchestrator import (
     get_dagster_logger,
     graph,
     in_process_executor,
+    io_manager,
     job,
+    logger,
+    make_values_resource,
     multiprocess_executor,
     op,
     repository,
     resource,
     static_partitioned_config,
+    usable_as_dagster_type,
     validate_run_config,
 )
 from orchestrator.errors import OrchestratorError, UserCodeError
@@ -928,3 +942,215 @@ def test_executor_and_logger_configured() -> None:
     )
     assert result.output_for_node("count_rows") == 4
     assert two_at_once.name == "two" and two_at_once.default_config["max_concurrent"] == 2
+
+
+# -- events as Dagster's tests read them, IO managers, helpers ---------------------------------
+
+
+def test_the_event_stream_of_a_step_as_dagster_lists_it() -> None:
+    @op(out={"a_num": Out(int)})
+    def emit(context: OpExecutionContext):  # type: ignore[no-untyped-def]
+        context.log.info("a log line is no event of the step")
+        yield ExpectationResult(success=True, label="ok")
+        yield AssetMaterialization(asset_key="x")
+        yield Output(2, "a_num")
+
+    @job
+    def emitting() -> None:
+        emit()
+
+    result = emitting.execute_in_process()
+    assert [e.event_type_value for e in result.events_for_node("emit")] == [
+        "STEP_START",
+        "STEP_EXPECTATION_RESULT",
+        "ASSET_MATERIALIZATION",
+        "STEP_OUTPUT",
+        "HANDLED_OUTPUT",
+        "STEP_SUCCESS",
+    ]
+
+
+class KeepInDict(ConfigurableIOManager):
+    prefix: str = "k"
+
+    def handle_output(self, context, obj) -> None:  # type: ignore[no-untyped-def]
+        STORE[f"{self.prefix}/{context.step_key}/{context.name}"] = obj
+        context.add_output_metadata({"stored_as": f"{self.prefix}/{context.step_key}"})
+
+    def load_input(self, context):  # type: ignore[no-untyped-def]
+        up = context.upstream_output
+        return STORE[f"{self.prefix}/{up.step_key}/{up.name}"]
+
+
+STORE: dict[str, object] = {}
+
+
+def test_configurable_io_manager_and_output_metadata() -> None:
+    @op(out=Out(metadata={"owner": "sales"}))
+    def make() -> int:
+        return 7
+
+    @op
+    def use(n: int) -> int:
+        return n + 1
+
+    @job(resource_defs={"io_manager": KeepInDict(prefix="p")})
+    def io_job() -> None:
+        use(make())
+
+    result = io_job.execute_in_process()
+    assert result.output_for_node("use") == 8 and STORE["p/make/result"] == 7
+    (handled,) = [e for e in result.events_for_node("make") if e.is_handled_output]
+    assert handled.data["metadata"] == {"stored_as": "p/make"}
+    # and in a unit test, with Dagster's context builders
+    manager = KeepInDict()
+    manager.handle_output(build_output_context(step_key="s", name="out"), [1])
+    upstream = build_output_context(step_key="s", name="out")
+    assert manager.load_input(build_input_context(upstream_output=upstream)) == [1]
+
+
+def test_io_manager_without_arguments_and_the_filesystem_io_manager(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    class Memory(IOManager):
+        def __init__(self) -> None:
+            self.values: dict = {}
+
+        def handle_output(self, context, obj):  # type: ignore[no-untyped-def]
+            self.values[context.step_key] = obj
+
+        def load_input(self, context):  # type: ignore[no-untyped-def]
+            return self.values[context.upstream_output.step_key]
+
+    @io_manager
+    def memory():  # type: ignore[no-untyped-def]
+        return Memory()
+
+    @op
+    def one() -> int:
+        return 1
+
+    @op
+    def plus(n: int) -> int:
+        return n + 1
+
+    for manager in (memory, FilesystemIOManager(base_dir=str(tmp_path))):
+
+        @job(resource_defs={"io_manager": manager})
+        def io_job() -> None:
+            plus(one())
+
+        assert io_job.execute_in_process().output_for_node("plus") == 2
+    assert list(tmp_path.rglob("*.pickle"))
+
+
+def test_input_and_output_definitions_of_an_op() -> None:
+    @op(ins={"n": In(int), "label": In(str)})
+    def describe(n, label, items: list):  # type: ignore[no-untyped-def]
+        return f"{label}{n}{items}"
+
+    assert [(d.name, d.dagster_type.display_name) for d in describe.input_defs] == [
+        ("n", "Int"),
+        ("label", "String"),
+        ("items", "[Any]"),
+    ]
+    assert [d.name for d in describe.output_defs] == ["result"]
+
+
+def test_resources_called_directly() -> None:
+    @resource
+    def plain():  # type: ignore[no-untyped-def]
+        return "value"
+
+    @resource
+    def connection():  # type: ignore[no-untyped-def]
+        TORN_DOWN.clear()
+        yield "conn"
+        TORN_DOWN.append("conn closed")
+
+    assert plain() == "value"
+    with connection() as conn:
+        assert conn == "conn" and TORN_DOWN == []
+    assert TORN_DOWN == ["conn closed"]
+
+
+def test_direct_calls_check_types_and_log_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    @op(ins={"num": In(EvenInt)})
+    def halve(context: OpExecutionContext, num: int) -> int:
+        context.log.info(f"halving {num}")
+        return num // 2
+
+    assert halve(build_op_context(), 4) == 2
+    assert "halving 4" in capsys.readouterr().err
+    with pytest.raises(DagsterTypeCheckDidNotPass):
+        halve(build_op_context(), 3)
+
+    @op(out=Out(int))
+    def says_text() -> int:
+        return "text"  # type: ignore[return-value]
+
+    with pytest.raises(DagsterTypeCheckDidNotPass):
+        says_text()
+
+
+def test_graphs_given_as_jobs_and_multi_output_graphs() -> None:
+    @op(out={"int_out": Out(), "str_out": Out()})
+    def pair():  # type: ignore[no-untyped-def]
+        return (Output(5), Output("foo"))  # positions name them
+
+    @graph
+    def passes_pair():  # type: ignore[no-untyped-def]
+        return pair()
+
+    @op
+    def count(items: list) -> int:
+        return len(items)
+
+    @graph
+    def empty_fan_in() -> None:
+        count([])
+
+    defs = Definitions(jobs=[passes_pair, empty_fan_in])
+    result = defs.get_job_def("passes_pair").execute_in_process()
+    assert result.output_for_node("pair", "int_out") == 5
+    assert result.output_for_node("pair", "str_out") == "foo"
+    assert [o for o in passes_pair.output_names] == ["int_out", "str_out"]
+    assert defs.get_job_def("empty_fan_in").execute_in_process().output_for_node("count") == 0
+
+
+def test_logger_with_a_positional_schema_built_directly() -> None:
+    @logger({"name": Field(str, default_value="custom")}, "a test logger")
+    def custom(init_context):  # type: ignore[no-untyped-def]
+        return logging.getLogger(init_context.logger_config["name"])
+
+    assert custom.description == "a test logger"
+    built = custom(build_init_logger_context(logger_config={"name": "x.y"}))
+    assert built.name == "x.y"
+
+
+class Db:
+    def query(self) -> str:
+        return "rows"
+
+
+@usable_as_dagster_type
+class Token:
+    pass
+
+
+def test_resource_params_values_resource_and_type_helpers() -> None:
+    @op
+    def ask(db: ResourceParam[Db], values: ResourceParam[dict]) -> str:
+        return f"{db.query()} in {values['region']}"
+
+    @job(resource_defs={"db": Db(), "values": make_values_resource(region=str)})
+    def asking() -> None:
+        ask()
+
+    result = asking.execute_in_process(
+        run_config={"resources": {"values": {"config": {"region": "eu"}}}}
+    )
+    assert result.output_for_node("ask") == "rows in eu"
+    Number = PythonObjectDagsterType((int, float), name="Number")
+    assert check_dagster_type(Number, 1.5).success and not check_dagster_type(Number, "1").success
+    assert not check_dagster_type(Token, 1).success and check_dagster_type(Token, Token()).success
+    assert check_dagster_type(Dict[Any, Any], {"a": 1}).success
+    assert check_dagster_type(List[int], [1]).success and not check_dagster_type(List, 1).success

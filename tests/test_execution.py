@@ -164,7 +164,12 @@ def test_result_api() -> None:
     assert result.output_for_node("inner.plus") == 2
     assert result.output_for_node("bounds", "low") == 1
     assert result.output_for_node("bounds", output_name="high") == 3
-    assert kinds(result, "inner.plus") == ["STEP_START", "STEP_OUTPUT", "STEP_SUCCESS"]
+    assert kinds(result, "inner.plus") == [
+        "STEP_START",
+        "STEP_OUTPUT",
+        "HANDLED_OUTPUT",
+        "STEP_SUCCESS",
+    ]
     assert [e.step_key for e in result.get_step_success_events()] == ["one", "inner.plus", "bounds"]
     assert result.get_step_failure_events() == []
     run = result.run
@@ -422,7 +427,13 @@ def test_a_failing_hook_reports_hook_errored_and_does_not_fail_the_step() -> Non
     result = hooked.execute_in_process()
 
     assert result.success
-    assert kinds(result, "one") == ["STEP_START", "STEP_OUTPUT", "STEP_SUCCESS", "HOOK_ERRORED"]
+    assert kinds(result, "one") == [
+        "STEP_START",
+        "STEP_OUTPUT",
+        "HANDLED_OUTPUT",
+        "STEP_SUCCESS",
+        "HOOK_ERRORED",
+    ]
     [errored] = [e for e in result.all_events if e.event_type_value == "HOOK_ERRORED"]
     assert errored.data["hook"] == "broken"
     assert errored.error.cause.cls_name == "MyError"
@@ -476,6 +487,7 @@ def test_retry_policy_retries_until_success() -> None:
         "STEP_UP_FOR_RETRY",
         "STEP_START",
         "STEP_OUTPUT",
+        "HANDLED_OUTPUT",
         "STEP_SUCCESS",
     ]
     starts = [e for e in result.events_for_node("flaky") if e.event_type_value == "STEP_START"]

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.definitions.graph import GraphDefinition
 from orchestrator.definitions.job import JobDefinition
 from orchestrator.definitions.loggers import LoggerDefinition
 from orchestrator.errors import CodeLocationError, DefinitionError, did_you_mean
@@ -39,6 +40,8 @@ class Definitions:
         self.loggers = dict(loggers) if loggers else None
         self._jobs: dict[str, JobDefinition] = {}
         for job in jobs or ():
+            if isinstance(job, GraphDefinition):
+                job = job.to_job()  # as Dagster does: a graph given as a job runs as one
             if not isinstance(job, JobDefinition):
                 raise DefinitionError(f"Definitions(jobs=...) takes JobDefinitions, got {job!r}")
             if job.name in self._jobs:

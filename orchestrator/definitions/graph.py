@@ -106,11 +106,8 @@ class _Composition:
                     "output from another graph body"
                 )
             return value.ref
-        if (
-            isinstance(value, list | tuple)
-            and value
-            and all(isinstance(v, _InvokedOutput) for v in value)
-        ):
+        if isinstance(value, list | tuple) and all(isinstance(v, _InvokedOutput) for v in value):
+            # a list of outputs gathered into one input (fan-in); an empty list gives []
             refs = [self._connection(node, input_name, v) for v in value]
             return tuple(refs)  # type: ignore[arg-type]
         raise DefinitionError(
@@ -317,6 +314,11 @@ def _output_mappings(
     if isinstance(returned, Mapping):
         outs = dict(out) if isinstance(out, Mapping) else {k: Out() for k in returned}
         return {k: ref(v, f"output {k!r}") for k, v in returned.items()}, outs
+    if isinstance(returned, tuple) and out is None and hasattr(returned, "_fields"):
+        # a multi-output node's outputs returned as they are: graph outputs of the same names
+        names = list(returned._fields)
+        mapped = {k: ref(v, f"output {k!r}") for k, v in zip(names, returned, strict=True)}
+        return mapped, {k: Out() for k in names}
     if isinstance(returned, tuple) and isinstance(out, Mapping) and len(out) == len(returned):
         mapped = {k: ref(v, f"output {k!r}") for k, v in zip(out, returned, strict=True)}
         return mapped, dict(out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,10 @@ class LoggerDefinition:
         )
         self.description = description
 
+    def __call__(self, init_context: InitLoggerContext) -> logging.Logger:
+        """Build the logger directly (tests): ``my_logger(build_init_logger_context(...))``."""
+        return self.logger_fn(init_context)
+
     def configured(
         self, config_or_config_fn: Any, config_schema: Any = None, name: str | None = None
     ) -> LoggerDefinition:
@@ -59,12 +64,15 @@ class LoggerDefinition:
 
 
 def logger(
-    fn: Callable[..., Any] | None = None,
+    fn: Any = None,
+    description: str | None = None,
     *,
     config_schema: Any = None,
-    description: str | None = None,
 ) -> Any:
-    """Decorator turning ``fn(init_context) -> logging.Logger`` into a ``LoggerDefinition``."""
+    """Decorator turning ``fn(init_context) -> logging.Logger`` into a ``LoggerDefinition``;
+    also ``@logger(config_schema, description)`` with the schema first, as in Dagster."""
+    if fn is not None and not inspect.isfunction(fn):
+        config_schema, fn = fn, None
 
     def wrap(f: Callable[..., Any]) -> LoggerDefinition:
         return LoggerDefinition(f, config_schema, description or f.__doc__)
@@ -93,3 +101,10 @@ colored_console_logger = LoggerDefinition(
 )
 
 default_loggers: dict[str, LoggerDefinition] = {"console": colored_console_logger}
+
+
+def build_init_logger_context(
+    logger_config: Any = None, job_def: Any = None, run_id: str | None = None
+) -> InitLoggerContext:
+    """An ``InitLoggerContext`` for building a logger directly in a unit test."""
+    return InitLoggerContext(logger_config=logger_config, run_id=run_id)

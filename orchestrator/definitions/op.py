@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -18,7 +18,7 @@ from orchestrator.definitions.config import (
 )
 from orchestrator.definitions.hooks import HookDefinition
 from orchestrator.definitions.io import DEFAULT_OUTPUT, In, Out, Output
-from orchestrator.definitions.resources import ConfigurableResource
+from orchestrator.definitions.resources import RESOURCE_PARAM, ConfigurableResource
 from orchestrator.definitions.retry import RetryPolicy
 from orchestrator.errors import DefinitionError
 
@@ -41,6 +41,15 @@ def _is_context_param(name: str, annotation: Any) -> bool:
     if name in ("context", "_context", "_", "ctx"):
         return True
     return getattr(annotation, "__name__", "") in ("OpExecutionContext", "AssetExecutionContext")
+
+
+def _is_resource_param(annotation: Any) -> bool:
+    """A ``ConfigurableResource`` subclass, or ``ResourceParam[T]``."""
+    if inspect.isclass(annotation) and issubclass(annotation, ConfigurableResource):
+        return True
+    return get_origin(annotation) is Annotated and RESOURCE_PARAM in getattr(
+        annotation, "__metadata__", ()
+    )
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,7 @@ def _inspect_fn(fn: Callable[..., Any]) -> _Signature:
         if p.default is not inspect.Parameter.empty:
             defaults[p.name] = p.default
         ann = _resolve_annotation(fn, p.annotation)
-        if inspect.isclass(ann) and issubclass(ann, ConfigurableResource):
+        if _is_resource_param(ann):
             resource_params[p.name] = p.name
         elif p.name == "config" or (
             inspect.isclass(ann) and issubclass(ann, BaseModel) and config_param is None
@@ -101,6 +110,25 @@ def _inspect_fn(fn: Callable[..., Any]) -> _Signature:
         defaults,
         var_keyword,
     )
+
+
+@dataclass(frozen=True)
+class IODefinition:
+    """An input or output of an op as Dagster's ``InputDefinition``/``OutputDefinition``
+    show it."""
+
+    name: str
+    dagster_type: Any
+    description: str | None
+    metadata: Mapping[str, Any]
+
+    @staticmethod
+    def of(name: str, spec: Any) -> IODefinition:
+        from orchestrator.definitions.types import as_dagster_type
+
+        return IODefinition(
+            name, as_dagster_type(spec.dagster_type), spec.description, dict(spec.metadata)
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,6 +157,15 @@ class OpDefinition:
     @property
     def input_names(self) -> list[str]:
         return list(self.ins)
+
+    @property
+    def input_defs(self) -> list[IODefinition]:
+        """Dagster's view of the inputs: ``name``, ``dagster_type`` (``.display_name``)..."""
+        return [IODefinition.of(n, i) for n, i in self.ins.items()]
+
+    @property
+    def output_defs(self) -> list[IODefinition]:
+        return [IODefinition.of(n, o) for n, o in self.outs.items()]
 
     @property
     def output_names(self) -> list[str]:

@@ -6,8 +6,9 @@ import inspect
 import logging
 import os
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, TypeVar
 from unittest import mock
 
 from pydantic import ConfigDict, PrivateAttr
@@ -100,8 +101,15 @@ class ResourceDefinition:
         return copy
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the resource function directly (tests)."""
-        return self.resource_fn(*args, **kwargs)
+        """Call the resource function directly (tests): with an ``InitResourceContext``, or
+        with nothing for a function that takes none. A resource that yields is returned as a
+        context manager (``with my_resource() as value:``), its teardown run at exit."""
+        if not args and not kwargs:
+            args = (InitResourceContext(),)
+        result = self.resource_fn(*args, **kwargs)
+        if inspect.isgenerator(result):
+            return contextmanager(lambda: result)()
+        return result
 
 
 def resource(
@@ -116,6 +124,9 @@ def resource(
     The function may also take no arguments. A generator function yields the resource once and
     is resumed for teardown after the run (or step) that used it.
     """
+
+    if fn is not None and not inspect.isfunction(fn):  # @resource({"schema": ...}), Dagster's
+        config_schema, fn = fn, None
 
     def wrap(f: Callable[..., Any]) -> ResourceDefinition:
         takes_context = len(inspect.signature(f).parameters) > 0
@@ -220,3 +231,19 @@ def as_resource_definition(value: Any) -> ResourceDefinition:
 def as_resource_definitions(values: Mapping[str, Any] | None) -> dict[str, ResourceDefinition]:
     """Apply :func:`as_resource_definition` to every value of a mapping."""
     return {k: as_resource_definition(v) for k, v in (values or {}).items()}
+
+
+T = TypeVar("T")
+RESOURCE_PARAM = "orchestrator.resource_param"
+# An op parameter annotated ResourceParam[T] receives the resource named like the parameter.
+ResourceParam = Annotated[T, RESOURCE_PARAM]
+
+
+def make_values_resource(**fields: Any) -> ResourceDefinition:
+    """A resource whose value is its config: ``make_values_resource(region=str)`` takes
+    ``{"region": "eu"}`` and ops read ``context.resources.values["region"]``; with no fields
+    it takes any config."""
+    from orchestrator.definitions.config import Field as ConfigField
+
+    schema: Any = dict(fields) if fields else ConfigField(Any, is_required=False)
+    return ResourceDefinition(lambda ctx: ctx.resource_config, config_schema=schema)

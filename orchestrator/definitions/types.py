@@ -87,10 +87,32 @@ def type_name(expected: Any) -> str:
     return str(getattr(expected, "__name__", None) or repr(expected))
 
 
+_REGISTERED: dict[type, DagsterType] = {}
+
+
+def make_python_type_usable_as_dagster_type(python_type: type, dagster_type: DagsterType) -> None:
+    """Annotations and ``In``/``Out`` types naming ``python_type`` are checked with
+    ``dagster_type``."""
+    _REGISTERED[python_type] = dagster_type
+
+
+def usable_as_dagster_type(cls: type | None = None, *, name: str | None = None) -> Any:
+    """Class decorator: the class, used as a type of inputs and outputs, is checked as a
+    DagsterType of its name (instances of it pass)."""
+
+    def wrap(c: type) -> type:
+        _REGISTERED[c] = PythonObjectDagsterType(c, name=name or c.__name__)
+        return c
+
+    return wrap(cls) if cls is not None else wrap
+
+
 def check_type(expected: Any, value: Any, context: Any = None) -> TypeCheck:
     """Check ``value`` against an input's or output's declared type: None and ``Any`` accept
     everything, a ``DagsterType`` runs its check function, a class (or a generic such as
     ``list[int]``, by its origin) is an ``isinstance`` check."""
+    if isinstance(expected, type) and expected in _REGISTERED:
+        expected = _REGISTERED[expected]
     if isinstance(expected, DagsterType):
         return expected.type_check(context, value)
     if expected is None or expected is Any:
@@ -107,3 +129,41 @@ def check_type(expected: Any, value: Any, context: Any = None) -> TypeCheck:
 def check_dagster_type(dagster_type: Any, value: Any) -> TypeCheck:
     """Run a type's check outside any op (for tests): a ``TypeCheck``."""
     return check_type(dagster_type, value)
+
+
+_BUILTIN_NAMES = {str: "String", int: "Int", float: "Float", bool: "Bool", type(None): "Nothing"}
+
+
+def as_dagster_type(expected: Any) -> DagsterType:
+    """The ``DagsterType`` view of a declared type (what ``op.input_defs[i].dagster_type``
+    shows): a DagsterType as is; a Python type checked with ``isinstance`` and named as
+    Dagster names it (``Int``, ``String``, ``[Any]`` for lists...); None as ``Any``."""
+    if isinstance(expected, type) and expected in _REGISTERED:
+        return _REGISTERED[expected]
+    if isinstance(expected, DagsterType):
+        return expected
+    if expected is None or expected is Any:
+        return DagsterType(lambda _c, _v: True, name="Any")
+    origin = get_origin(expected) or expected
+    name = _BUILTIN_NAMES.get(origin)
+    if name is None:
+        name = "[Any]" if origin is list else type_name(expected)
+    return DagsterType(lambda _c, v: check_type(expected, v).success, name=name)
+
+
+def PythonObjectDagsterType(
+    python_type: type | tuple[type, ...],
+    name: str | None = None,
+    description: str | None = None,
+) -> DagsterType:
+    """A DagsterType that accepts instances of ``python_type`` (or of any type in a tuple)."""
+    types = python_type if isinstance(python_type, tuple) else (python_type,)
+    label = name or "_".join(t.__name__ for t in types)
+
+    def check(_context: Any, value: Any) -> TypeCheck:
+        if isinstance(value, types):
+            return TypeCheck(True)
+        expected = " or ".join(t.__name__ for t in types)
+        return TypeCheck(False, f"expected {expected}, got {type(value).__name__}")
+
+    return DagsterType(check, name=label, description=description, typing_type=types[0])

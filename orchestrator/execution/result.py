@@ -10,6 +10,17 @@ from orchestrator.errors import InvariantViolationError
 from orchestrator.execution.events import Event, EventType
 
 
+def _is_dagster_event(event: Event) -> bool:
+    from orchestrator.execution.loop import LAUNCHED
+
+    if event.event_type_value == EventType.LOG_MESSAGE.value:
+        return False
+    return not (
+        event.event_type_value == EventType.ENGINE_EVENT.value
+        and event.data.get("kind") == LAUNCHED
+    )
+
+
 class ExecuteInProcessResult:
     """The outcome of a run executed from Python.
 
@@ -55,17 +66,19 @@ class ExecuteInProcessResult:
 
     @property
     def all_node_events(self) -> list[Event]:
-        """Every step event (events of ops), oldest first."""
-        return [e for e in self.all_events if e.step_key is not None]
+        """Every step event (events of ops), oldest first; as in Dagster, log lines and the
+        engine's own bookkeeping (a step's launch) are left out (``all_events`` has them)."""
+        return [e for e in self.all_events if e.step_key is not None and _is_dagster_event(e)]
 
     def events_for_node(self, node_name: str) -> list[Event]:
         """Events of one node: an op's handle (``outer.inner.op``) or a graph's (``outer``),
-        whose events are those of every op inside it."""
+        whose events are those of every op inside it (log lines and launch bookkeeping left
+        out, as in Dagster)."""
         prefix = node_name + "."
         return [
             e
-            for e in self.all_events
-            if e.step_key is not None and (e.step_key == node_name or e.step_key.startswith(prefix))
+            for e in self.all_node_events
+            if e.step_key == node_name or (e.step_key or "").startswith(prefix)
         ]
 
     def filter_events(self, event_filter: Callable[[Event], bool]) -> list[Event]:

@@ -292,7 +292,9 @@ class StepRunner:
             )
         for name, value in zip(names, result, strict=True):
             if isinstance(value, Output):
-                yield (*self._named(op_def, value.output_name, value.value), value.metadata)
+                # Output(v) in a returned tuple: its position names it, unless it says otherwise
+                given = name if value.output_name == DEFAULT_OUTPUT else value.output_name
+                yield (*self._named(op_def, given, value.value), value.metadata)
             else:
                 yield name, value, None
 
@@ -332,10 +334,6 @@ class StepRunner:
         attempt: int,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        if not is_nothing:
-            manager = scope.get(io_key)
-            with user_code_boundary(f"IO manager {io_key!r} storing output {name!r}"):
-                manager.handle_output(OutputContext(self.ctx.run_id, step.key, name), value)
         self.ctx.emit(
             make_event(
                 EventType.STEP_OUTPUT,
@@ -345,6 +343,31 @@ class StepRunner:
                 attempt=attempt,
                 output_name=name,
                 **metadata_fields(metadata),
+            )
+        )
+        if is_nothing:
+            return
+        manager = scope.get(io_key)
+        node = self.ctx.job.all_op_nodes.get(step.key)
+        out_def = node.op_def.outs.get(name) if node is not None else None
+        context = OutputContext(
+            self.ctx.run_id,
+            step.key,
+            name,
+            definition_metadata=dict(out_def.metadata) if out_def else {},
+        )
+        with user_code_boundary(f"IO manager {io_key!r} storing output {name!r}"):
+            manager.handle_output(context, value)
+        self.ctx.emit(
+            make_event(
+                EventType.HANDLED_OUTPUT,
+                self.ctx.run_id,
+                f"Handled output {name!r} using IO manager {io_key!r}",
+                step_key=step.key,
+                attempt=attempt,
+                output_name=name,
+                manager_key=io_key,
+                **metadata_fields(context.output_metadata),
             )
         )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -63,6 +64,31 @@ class TestOpExecutionContext(OpExecutionContext):
         _teardown(self._scope)
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def _direct_logger() -> logging.Logger:
+    """Where ``context.log`` of an op called directly writes: stderr, every level (as
+    Dagster's default console logger does for a directly invoked op)."""
+    logger = logging.getLogger("orchestrator.direct")
+    if not logger.handlers:
+        handler = _CurrentStderr()
+        handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s - %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = False
+    return logger
+
+
 def build_op_context(
     resources: Mapping[str, Any] | None = None,
     op_config: Any = None,
@@ -95,7 +121,7 @@ def build_op_context(
         op_def=None,
         op_config=op_config if op_config is not None else config,
         resources=built,
-        log=LogManager(run_id, None, [], None),
+        log=LogManager(run_id, None, [_direct_logger()], None),
         partition_key=partition_key,
         run_tags=run_tags,
         instance=instance,
@@ -223,8 +249,29 @@ def invoke_op(op_def: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any
                 f"op {name!r} was invoked without input {input_name!r}; pass it positionally "
                 f"or as {input_name}=..."
             )
+    from orchestrator.definitions.io import Output
+    from orchestrator.definitions.types import check_type, type_name
+    from orchestrator.errors import TypeCheckError
+
+    def checked(kind: str, what: str, expected: Any, value: Any) -> None:
+        check = check_type(expected, value, context)
+        if not check.success:
+            raise TypeCheckError(
+                f"type check failed for {kind} {what!r} of op {name!r} ({type_name(expected)}): "
+                f"{check.description or 'the check said no'}"
+            )
+
+    for input_name, spec in op_def.ins.items():
+        if input_name in kwargs and not spec.is_nothing:
+            checked("input", input_name, spec.dagster_type, kwargs[input_name])
     call_args = [context] if op_def.takes_context else []
-    return op_def.compute_fn(*call_args, **kwargs)
+    result = op_def.compute_fn(*call_args, **kwargs)
+    if len(op_def.outs) == 1 and not inspect.isgenerator(result):
+        ((out_name, out),) = op_def.outs.items()
+        value = result.value if isinstance(result, Output) else result
+        if not out.is_nothing:
+            checked("output", out_name, out.dagster_type, value)
+    return result
 
 
 def _take_typed_arguments(

@@ -6,6 +6,7 @@ them under a directory or fsspec URL, so steps in other processes or machines ca
 
 from __future__ import annotations
 
+import inspect
 import pickle
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -13,22 +14,44 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.definitions.config import Field, Noneable
-from orchestrator.definitions.resources import InitResourceContext, ResourceDefinition
+from orchestrator.definitions.resources import (
+    ConfigurableResource,
+    InitResourceContext,
+    ResourceDefinition,
+)
 from orchestrator.errors import OutputStorageError
 
 
 @dataclass(frozen=True)
 class OutputContext:
-    """Identifies one output of one step of one run."""
+    """Identifies one output of one step of one run.
+
+    Attributes:
+        definition_metadata: the ``Out(metadata=...)`` of the output (also ``metadata``).
+        output_metadata: what the IO manager recorded with :meth:`add_output_metadata`; it
+            goes on the step's ``HANDLED_OUTPUT`` event.
+    """
 
     run_id: str
     step_key: str
     name: str
-    metadata: Mapping[str, Any] = field(default_factory=dict)
+    definition_metadata: Mapping[str, Any] = field(default_factory=dict)
+    output_metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
     def identifier(self) -> tuple[str, str, str]:
         return (self.run_id, self.step_key, self.name)
+
+    def get_identifier(self) -> list[str]:
+        return list(self.identifier)
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        return self.definition_metadata
+
+    def add_output_metadata(self, metadata: Mapping[str, Any]) -> None:
+        """Record metadata about the stored output (rows written, a path, a URL)."""
+        self.output_metadata.update(metadata)
 
 
 @dataclass(frozen=True)
@@ -39,7 +62,38 @@ class InputContext:
     step_key: str
     run_id: str
     upstream_output: OutputContext
-    metadata: Mapping[str, Any] = field(default_factory=dict)
+    definition_metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        return self.definition_metadata
+
+
+def build_output_context(
+    step_key: str = "EPHEMERAL_OP",
+    name: str = "result",
+    metadata: Mapping[str, Any] | None = None,
+    run_id: str = "EPHEMERAL",
+    definition_metadata: Mapping[str, Any] | None = None,
+) -> OutputContext:
+    """An ``OutputContext`` for calling an IO manager's ``handle_output`` in a unit test."""
+    return OutputContext(run_id, step_key, name, dict(definition_metadata or metadata or {}))
+
+
+def build_input_context(
+    name: str = "input",
+    upstream_output: OutputContext | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    step_key: str = "EPHEMERAL_OP",
+    run_id: str = "EPHEMERAL",
+    definition_metadata: Mapping[str, Any] | None = None,
+) -> InputContext:
+    """An ``InputContext`` for calling an IO manager's ``load_input`` in a unit test;
+    ``upstream_output`` (from :func:`build_output_context`) names what to load."""
+    upstream = upstream_output or build_output_context(run_id=run_id)
+    return InputContext(
+        name, step_key, run_id, upstream, dict(definition_metadata or metadata or {})
+    )
 
 
 class IOManager(ABC):
@@ -63,11 +117,23 @@ def io_manager(
     *,
     config_schema: Any = None,
     description: str | None = None,
+    required_resource_keys: set[str] | None = None,
+    output_config_schema: Any = None,
+    input_config_schema: Any = None,
 ) -> Any:
-    """Decorator: ``fn(init_context) -> IOManager`` becomes an ``IOManagerDefinition``."""
+    """Decorator: ``fn(init_context) -> IOManager`` (or ``fn()``) becomes an
+    ``IOManagerDefinition``. ``output_config_schema`` / ``input_config_schema`` are accepted
+    for Dagster code and not used (per-output config is not supported)."""
 
     def wrap(f: Callable[..., Any]) -> IOManagerDefinition:
-        return IOManagerDefinition(f, config_schema=config_schema, description=description)
+        takes_context = len(inspect.signature(f).parameters) > 0
+        impl: Callable[[InitResourceContext], Any] = f if takes_context else (lambda _ctx: f())
+        return IOManagerDefinition(
+            impl,
+            config_schema=config_schema,
+            description=description or f.__doc__,
+            required_resource_keys=required_resource_keys,
+        )
 
     return wrap(fn) if fn is not None else wrap
 
@@ -93,7 +159,7 @@ class InMemoryIOManager(IOManager):
         return self.values[key]
 
 
-class FilesystemIOManager(IOManager):
+class PickledFilesIOManager(IOManager):
     """Pickles each output to ``<base>/<run_id>/<step_key>/<output>`` (a path or fsspec URL)."""
 
     def __init__(self, base_dir: str):
@@ -146,7 +212,7 @@ def _fs(ctx: InitResourceContext) -> IOManager:
     from orchestrator.settings import get_settings
 
     cfg = ctx.resource_config or {}
-    return FilesystemIOManager(cfg.get("base_dir") or get_settings().storage_dir)
+    return PickledFilesIOManager(cfg.get("base_dir") or get_settings().storage_dir)
 
 
 mem_io_manager = IOManagerDefinition(_mem, description="Outputs kept in memory (in-process).")
@@ -155,3 +221,27 @@ fs_io_manager = IOManagerDefinition(
     config_schema={"base_dir": Field(Noneable(str), is_required=False)},
     description="Outputs pickled to a directory or fsspec URL (default: ORCHESTRATOR_HOME).",
 )
+
+
+class ConfigurableIOManager(ConfigurableResource, IOManager):
+    """An IO manager whose fields are its config (Dagster's Pythonic IO managers): subclass
+    it, declare fields, implement ``handle_output`` and ``load_input``, and give an instance
+    as the ``io_manager`` resource."""
+
+
+class FilesystemIOManager(ConfigurableIOManager):
+    """Outputs pickled under ``base_dir`` (a directory or fsspec URL; default: the
+    deployment's storage, ``ORCHESTRATOR_STORAGE_URL``)."""
+
+    base_dir: str | None = None
+
+    def _files(self) -> PickledFilesIOManager:
+        from orchestrator.settings import get_settings
+
+        return PickledFilesIOManager(self.base_dir or get_settings().storage_dir)
+
+    def handle_output(self, context: OutputContext, obj: Any) -> None:
+        self._files().handle_output(context, obj)
+
+    def load_input(self, context: InputContext) -> Any:
+        return self._files().load_input(context)
