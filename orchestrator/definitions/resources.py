@@ -125,13 +125,31 @@ def resource(
     is resumed for teardown after the run (or step) that used it.
     """
 
-    if fn is not None and not inspect.isfunction(fn):  # @resource({"schema": ...}), Dagster's
+    return resource_decorator(
+        ResourceDefinition, fn, config_schema, description, required_resource_keys
+    )
+
+
+D = TypeVar("D", bound="ResourceDefinition")
+
+
+def resource_decorator(
+    cls: type[D],
+    fn: Any,
+    config_schema: Any,
+    description: str | None,
+    required_resource_keys: set[str] | None,
+) -> Any:
+    """``@resource`` and ``@io_manager``: a function of an ``InitResourceContext`` (or of
+    nothing) becomes a ``cls``; a first argument that is no function is the config schema
+    (``@resource({"url": str})``, as in Dagster)."""
+    if fn is not None and not inspect.isfunction(fn):
         config_schema, fn = fn, None
 
-    def wrap(f: Callable[..., Any]) -> ResourceDefinition:
+    def wrap(f: Callable[..., Any]) -> D:
         takes_context = len(inspect.signature(f).parameters) > 0
         impl: Callable[[InitResourceContext], Any] = f if takes_context else (lambda _ctx: f())
-        return ResourceDefinition(
+        return cls(
             impl,
             config_schema=config_schema,
             description=description or f.__doc__,

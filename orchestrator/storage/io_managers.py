@@ -6,7 +6,6 @@ them under a directory or fsspec URL, so steps in other processes or machines ca
 
 from __future__ import annotations
 
-import inspect
 import pickle
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -18,6 +17,7 @@ from orchestrator.definitions.resources import (
     ConfigurableResource,
     InitResourceContext,
     ResourceDefinition,
+    resource_decorator,
 )
 from orchestrator.errors import OutputStorageError
 
@@ -125,17 +125,9 @@ def io_manager(
     ``IOManagerDefinition``. ``output_config_schema`` / ``input_config_schema`` are accepted
     for Dagster code and not used (per-output config is not supported)."""
 
-    def wrap(f: Callable[..., Any]) -> IOManagerDefinition:
-        takes_context = len(inspect.signature(f).parameters) > 0
-        impl: Callable[[InitResourceContext], Any] = f if takes_context else (lambda _ctx: f())
-        return IOManagerDefinition(
-            impl,
-            config_schema=config_schema,
-            description=description or f.__doc__,
-            required_resource_keys=required_resource_keys,
-        )
-
-    return wrap(fn) if fn is not None else wrap
+    return resource_decorator(
+        IOManagerDefinition, fn, config_schema, description, required_resource_keys
+    )
 
 
 class InMemoryIOManager(IOManager):
