@@ -1154,3 +1154,47 @@ def test_resource_params_values_resource_and_type_helpers() -> None:
     assert not check_dagster_type(Token, 1).success and check_dagster_type(Token, Token()).success
     assert check_dagster_type(Dict[Any, Any], {"a": 1}).success
     assert check_dagster_type(List[int], [1]).success and not check_dagster_type(List, 1).success
+
+
+def test_io_managers_see_the_definition_metadata_of_outputs_and_inputs() -> None:
+    seen: list[tuple[str, object]] = []
+
+    class Tables(ConfigurableIOManager):
+        def handle_output(self, context, obj) -> None:  # type: ignore[no-untyped-def]
+            table = context.definition_metadata.get("table", context.step_key)
+            seen.append(("out", table))
+            STORE[table] = obj
+
+        def load_input(self, context):  # type: ignore[no-untyped-def]
+            upstream = context.upstream_output
+            table = upstream.definition_metadata.get("table", upstream.step_key)
+            seen.append(("in", table))
+            return STORE[table]
+
+    @op(out=Out(metadata={"table": "orders"}))
+    def write() -> int:
+        return 3
+
+    @op
+    def read(n: int) -> int:
+        return n
+
+    @job(resource_defs={"io_manager": Tables()})
+    def tables_job() -> None:
+        read(write())
+
+    assert tables_job.execute_in_process().output_for_node("read") == 3
+    assert ("out", "orders") in seen and ("in", "orders") in seen
+
+
+def test_the_console_logger_prints_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    @op
+    def talk(context: OpExecutionContext) -> None:
+        context.log.error("something to see")
+
+    @job
+    def talking() -> None:
+        talk()
+
+    talking.execute_in_process()
+    assert "talk - something to see" in capsys.readouterr().err

@@ -51,6 +51,10 @@ class Definitions:
         # where reconstructable() looks for the module attribute holding this object
         self._defined_in_module: str = sys._getframe(1).f_globals.get("__name__", "")
 
+    def __call__(self) -> Definitions:
+        """These definitions: what calling an ``@definitions`` function gives in Dagster."""
+        return self
+
     @property
     def job_names(self) -> list[str]:
         return list(self._jobs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,9 +48,20 @@ class LoggerDefinition:
         )
         self.description = description
 
-    def __call__(self, init_context: InitLoggerContext) -> logging.Logger:
-        """Build the logger directly (tests): ``my_logger(build_init_logger_context(...))``."""
-        return self.logger_fn(init_context)
+    def __call__(self, init_context: InitLoggerContext | None = None) -> logging.Logger:
+        """Build the logger directly (tests): ``my_logger(build_init_logger_context(...))``,
+        or ``my_logger(None)`` for its default config; the config given is validated and its
+        defaults filled in, as for a run."""
+        given = init_context.logger_config if init_context is not None else None
+        config = given
+        if self.config_schema is not None:
+            config, problems = self.config_schema.validate(given, "logger config")
+            if problems:
+                from orchestrator.errors import ConfigError
+
+                raise ConfigError(problems, heading="Invalid logger config")
+        run_id = init_context.run_id if init_context is not None else None
+        return self.logger_fn(InitLoggerContext(logger_config=config, run_id=run_id))
 
     def configured(
         self, config_or_config_fn: Any, config_schema: Any = None, name: str | None = None
@@ -80,12 +92,41 @@ def logger(
     return wrap(fn) if fn is not None else wrap
 
 
+class CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a line is logged (test runners and
+    notebooks swap it after the handler is made)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def _prints(log: logging.Logger) -> bool:
+    """Whether records of ``log`` already reach the console through a handler on it or an
+    ancestor (an application's logging set-up), so a console handler would print them
+    twice. Capturing handlers (pytest's, writing to memory) do not count."""
+    consoles = (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__)
+    current: logging.Logger | None = log
+    while current is not None:
+        for handler in current.handlers:
+            if isinstance(handler, CurrentStderrHandler):
+                return True
+            if isinstance(handler, logging.StreamHandler) and handler.stream in consoles:
+                return True
+        current = current.parent if current.propagate else None
+    return False
+
+
 def _console(init_context: InitLoggerContext) -> logging.Logger:
     cfg = init_context.logger_config or {}
     log = logging.getLogger(cfg.get("name", "orchestrator"))
     log.setLevel(cfg.get("log_level", "INFO").upper())
-    if not log.hasHandlers():  # nothing configured logging: print, as Dagster's console does
-        handler = logging.StreamHandler()
+    if not _prints(log):  # print, as Dagster's console logger does, unless already printed
+        handler = CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s - %(message)s"))
         log.addHandler(handler)
     return log

@@ -255,6 +255,7 @@ T = TypeVar("T")
 RESOURCE_PARAM = "orchestrator.resource_param"
 # An op parameter annotated ResourceParam[T] receives the resource named like the parameter.
 ResourceParam = Annotated[T, RESOURCE_PARAM]
+Resource = ResourceParam  # the older name some Dagster examples use
 
 
 def make_values_resource(**fields: Any) -> ResourceDefinition:

@@ -241,11 +241,14 @@ def _result(
     io_keys = {s.key: {o.name: o.io_manager_key for o in s.outputs} for s in prepared.plan.steps}
     run_id = prepared.record.run_id
 
+    nodes = prepared.job.all_op_nodes
+
     def load(step_key: str, output: str) -> Any:
         manager = reader.get(io_keys[step_key][output])
-        return manager.load_input(
-            InputContext(output, step_key, run_id, OutputContext(run_id, step_key, output))
-        )
+        out_def = nodes[step_key].op_def.outs.get(output) if step_key in nodes else None
+        metadata = dict(out_def.metadata) if out_def is not None else {}
+        upstream = OutputContext(run_id, step_key, output, definition_metadata=metadata)
+        return manager.load_input(InputContext(output, step_key, run_id, upstream))
 
     return ExecuteInProcessResult(
         run_id,

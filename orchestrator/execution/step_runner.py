@@ -251,11 +251,20 @@ class StepRunner:
             )
             io_key = spec.io_manager_key if spec else io_key
         manager = scope.get(io_key)
+        nodes = self.ctx.job.all_op_nodes
+        up_def = nodes[up_key].op_def.outs.get(up_output) if up_key in nodes else None
+        in_def = nodes[step.key].op_def.ins.get(name) if step.key in nodes else None
         context = InputContext(
             name=name,
             step_key=step.key,
             run_id=self.ctx.run_id,
-            upstream_output=OutputContext(run_id, up_key, up_output),
+            upstream_output=OutputContext(
+                run_id,
+                up_key,
+                up_output,
+                definition_metadata=dict(up_def.metadata) if up_def else {},
+            ),
+            definition_metadata=dict(in_def.metadata) if in_def else {},
         )
         with user_code_boundary(f"IO manager {io_key!r} loading input {name!r}"):
             return manager.load_input(context)

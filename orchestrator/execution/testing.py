@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import inspect
 import logging
-import sys
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from orchestrator.definitions.hooks import HookContext
+from orchestrator.definitions.loggers import CurrentStderrHandler
 from orchestrator.definitions.resources import InitResourceContext, as_resource_definitions
 from orchestrator.errors import UserCodeError
 from orchestrator.execution.context import LogManager, OpExecutionContext
@@ -64,24 +64,12 @@ class TestOpExecutionContext(OpExecutionContext):
         _teardown(self._scope)
 
 
-class _CurrentStderr(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
-
-    @property
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: Any) -> None:
-        pass
-
-
 def _direct_logger() -> logging.Logger:
     """Where ``context.log`` of an op called directly writes: stderr, every level (as
     Dagster's default console logger does for a directly invoked op)."""
     logger = logging.getLogger("orchestrator.direct")
     if not logger.handlers:
-        handler = _CurrentStderr()
+        handler = CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s - %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG)
