@@ -56,6 +56,7 @@ from orchestrator import (
     Permissive,
     PythonObjectDagsterType,
     RepositoryDefinition,
+    ResourceDependency,
     ResourceParam,
     Selector,
     Shape,
@@ -1198,3 +1199,48 @@ def test_the_console_logger_prints_to_stderr(capsys: pytest.CaptureFixture[str])
 
     talking.execute_in_process()
     assert "talk - something to see" in capsys.readouterr().err
+
+
+class Engine:
+    def run(self, query: str) -> str:
+        return f"ran {query}"
+
+
+class Database(ConfigurableResource):
+    engine: ResourceDependency[Engine]
+    schema_name: str = "public"
+
+    def query(self, text: str) -> str:
+        return f"{self.engine.run(text)} in {self.schema_name}"
+
+
+class Credentials(ConfigurableResource):
+    user: str
+    region: str = "eu"
+
+
+def test_resource_dependencies_and_configure_at_launch() -> None:
+    @op
+    def ask(database: Database, credentials: Credentials) -> str:
+        return f"{database.query('q')} as {credentials.user}@{credentials.region}"
+
+    @job(
+        resource_defs={
+            "database": Database(engine=Engine()),
+            "credentials": Credentials.configure_at_launch(),
+        }
+    )
+    def asking() -> None:
+        ask()
+
+    result = asking.execute_in_process(
+        run_config={
+            "resources": {
+                "credentials": {"config": {"user": "ann"}},
+                "database": {"config": {"schema_name": "sales"}},
+            }
+        }
+    )
+    assert result.output_for_node("ask") == "ran q in sales as ann@eu"
+    with pytest.raises(DagsterInvalidConfigError, match=r"resources\.credentials\.config\.user"):
+        asking.execute_in_process()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -11,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 from unittest import mock
 
-from pydantic import ConfigDict, PrivateAttr
+import pydantic
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from orchestrator.definitions.config import (
     Config,
@@ -189,6 +191,13 @@ class ConfigurableResource(Config):
         # fields given as EnvVar (validation turns them into plain strings): read at build time
         self._env_vars = {k: v for k, v in data.items() if isinstance(v, EnvVar)}
 
+    @classmethod
+    def configure_at_launch(cls, **defaults: Any) -> ResourceDefinition:
+        """This resource with its fields given in run config when a run is launched
+        (``resources: {key: {config: {...}}}``); ``defaults`` fill what run config leaves out.
+        (As a field of another resource, it is not supported: give that one a built value.)"""
+        return _configurable_resource_definition(cls, defaults)
+
     def setup_for_execution(self, context: InitResourceContext) -> None:
         """Called after the resource is built for a run."""
 
@@ -216,13 +225,34 @@ def _resolve_env_vars(res: Any, env_fields: Mapping[str, EnvVar]) -> Any:
     return res.model_copy(update={k: v.get_value() for k, v in todo.items()})
 
 
-def _configurable_resource_definition(instance: ConfigurableResource) -> ResourceDefinition:
-    cls = type(instance)
-    schema = ConfigSchema(model=cls, adapter=None, user_class=True)
-    env_fields = dict(instance._env_vars)
+def _configurable_resource_definition(
+    instance: ConfigurableResource | type[ConfigurableResource],
+    launch_defaults: Mapping[str, Any] | None = None,
+) -> ResourceDefinition:
+    """The definition of a ``ConfigurableResource`` instance (its fields are defaults that run
+    config may override) or, for ``configure_at_launch``, of its class (run config gives the
+    fields)."""
+    cls = instance if isinstance(instance, type) else type(instance)
+    env_fields = {} if isinstance(instance, type) else dict(instance._env_vars)
+    # fields holding other resources or objects (ResourceDependency) are no config: they stay
+    # out of run config and the plan, and come from the instance when the resource is built
+    deps = {} if isinstance(instance, type) else _dependency_fields(instance)
+    model: type[ConfigurableResource] = cls
+    if deps:
+        model = pydantic.create_model(  # type: ignore[call-overload]
+            cls.__name__, __base__=cls, **{k: (Any, None) for k in deps}
+        )
+    schema = ConfigSchema(model=model, adapter=None, user_class=True)
 
     def build(ctx: InitResourceContext) -> Any:
-        res = ctx.resource_config if isinstance(ctx.resource_config, cls) else instance
+        if isinstance(ctx.resource_config, cls):
+            res = ctx.resource_config
+            if deps:
+                res = cls.model_validate({**res.model_dump(exclude=set(deps)), **deps})
+        elif isinstance(instance, type):
+            res = cls(**dict(launch_defaults or {}))
+        else:
+            res = instance
         res = _resolve_env_vars(res, env_fields)
         res.setup_for_execution(ctx)
         try:
@@ -232,8 +262,27 @@ def _configurable_resource_definition(instance: ConfigurableResource) -> Resourc
 
     definition = ResourceDefinition(build, description=cls.__doc__)
     definition.config_schema = schema
-    definition.default_config = {k: getattr(instance, k) for k in instance.model_fields_set}
+    if isinstance(instance, type):
+        definition.default_config = dict(launch_defaults or {})
+    else:
+        definition.default_config = {
+            k: getattr(instance, k) for k in instance.model_fields_set if k not in deps
+        }
     return definition
+
+
+def _dependency_fields(instance: ConfigurableResource) -> dict[str, Any]:
+    """Fields of ``instance`` whose values are not config (not JSON-like): other objects."""
+    out: dict[str, Any] = {}
+    for name in type(instance).model_fields:
+        value = getattr(instance, name)
+        if isinstance(value, BaseModel):
+            continue  # a nested resource or Config: plain config values
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            out[name] = value
+    return out
 
 
 def as_resource_definition(value: Any) -> ResourceDefinition:
@@ -256,6 +305,8 @@ RESOURCE_PARAM = "orchestrator.resource_param"
 # An op parameter annotated ResourceParam[T] receives the resource named like the parameter.
 ResourceParam = Annotated[T, RESOURCE_PARAM]
 Resource = ResourceParam  # the older name some Dagster examples use
+# A ConfigurableResource field holding another resource (or any object): ResourceDependency[T]
+ResourceDependency = Annotated[T, "orchestrator.resource_dependency"]
 
 
 def make_values_resource(**fields: Any) -> ResourceDefinition:
