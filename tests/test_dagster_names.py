@@ -42,6 +42,7 @@ from orchestrator import (
     FilesystemIOManager,
     GraphDefinition,
     In,
+    InputManager,
     Int,
     IntSource,
     IOManager,
@@ -79,6 +80,7 @@ from orchestrator import (
     get_dagster_logger,
     graph,
     in_process_executor,
+    input_manager,
     io_manager,
     job,
     logger,
@@ -1244,3 +1246,81 @@ def test_resource_dependencies_and_configure_at_launch() -> None:
     assert result.output_for_node("ask") == "ran q in sales as ann@eu"
     with pytest.raises(DagsterInvalidConfigError, match=r"resources\.credentials\.config\.user"):
         asking.execute_in_process()
+
+
+class TableLoader(InputManager):
+    def load_input(self, context):  # type: ignore[no-untyped-def]
+        up = context.upstream_output
+        return f"table for {context.name}" + (f" after {up.step_key}" if up else "")
+
+
+def test_input_managers_load_inputs_with_or_without_an_upstream_op() -> None:
+    @input_manager
+    def constant():  # type: ignore[no-untyped-def]
+        return 41
+
+    @input_manager
+    def tables():  # type: ignore[no-untyped-def]
+        return TableLoader()
+
+    @op(ins={"n": In(input_manager_key="constant")})
+    def bump(n: int) -> int:
+        return n + 1
+
+    @op
+    def make() -> int:
+        return 0
+
+    @op(ins={"table": In(input_manager_key="tables")})
+    def show(table: str) -> str:
+        return table
+
+    @job(resource_defs={"constant": constant, "tables": tables})
+    def managed() -> None:
+        bump()  # no op feeds n: the input manager loads it
+        show(make())  # an op feeds table, and the input manager still loads it
+        show.alias("show_alone")()
+
+    result = managed.execute_in_process()
+    assert result.output_for_node("bump") == 42
+    assert result.output_for_node("show") == "table for table after make"
+    assert result.output_for_node("show_alone") == "table for table"
+
+
+def test_outputs_give_their_io_manager_config() -> None:
+    written: dict[str, object] = {}
+
+    class TableManager(IOManager):
+        def handle_output(self, context, obj):  # type: ignore[no-untyped-def]
+            written[context.config["table"]] = obj
+
+        def load_input(self, context):  # type: ignore[no-untyped-def]
+            return written[context.upstream_output.config["table"]]
+
+    @io_manager(output_config_schema={"table": str})
+    def table_manager(_):  # type: ignore[no-untyped-def]
+        return TableManager()
+
+    @op
+    def produce() -> int:
+        return 9
+
+    @op
+    def consume(n: int) -> int:
+        return n * 2
+
+    @job(resource_defs={"io_manager": table_manager})
+    def tables() -> None:
+        consume(produce())
+
+    config = {
+        "ops": {
+            "produce": {"outputs": {"result": {"table": "raw"}}},
+            "consume": {"outputs": {"result": {"table": "doubled"}}},
+        }
+    }
+    assert tables.execute_in_process(run_config=config).success
+    assert written == {"raw": 9, "doubled": 18}
+    bad = {"ops": {"produce": {"outputs": {"result": {"table": 1}}}}}
+    with pytest.raises(DagsterInvalidConfigError, match="outputs"):
+        tables.execute_in_process(run_config=bad)

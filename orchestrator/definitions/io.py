@@ -28,12 +28,16 @@ class In:
         description: shown in docs and the CLI.
         default_value: used when nothing else provides the input.
         metadata: free-form information.
+        input_manager_key: the resource (an input manager or IO manager) that loads this
+            input, instead of the upstream output's IO manager; with it an input needs no
+            upstream op at all.
     """
 
     dagster_type: Any = None
     description: str | None = None
     default_value: Any = _NO_DEFAULT
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    input_manager_key: str | None = None
 
     @property
     def is_nothing(self) -> bool:

@@ -175,6 +175,7 @@ class OpDefinition:
     def all_resource_keys(self) -> frozenset[str]:
         """Every resource key the op needs, including IO managers of its outputs."""
         io_keys = {o.io_manager_key for o in self.outs.values() if not o.is_nothing}
+        io_keys |= {i.input_manager_key for i in self.ins.values() if i.input_manager_key}
         return self.required_resource_keys | set(self.resource_params.values()) | io_keys
 
     def configured(

@@ -218,6 +218,9 @@ class StepRunner:
                             raise
                         # a fan-in source that produced nothing (skipped) is left out
                 value = values if step_input.fan_in else values[0]
+            elif step_input.kind is InputKind.INPUT_MANAGER:
+                assert step_input.key is not None
+                value = self._load_with(step, name, step_input.key, None, scope)
             elif step_input.kind is InputKind.VALUE:
                 value = step_input.value
             elif step_input.kind is InputKind.INPUT_VALUE:
@@ -245,25 +248,44 @@ class StepRunner:
         scope: ResourceScope,
     ) -> Any:
         io_key = "io_manager"
+        spec = None
         if up_key in self.ctx.plan._by_key:  # type: ignore[attr-defined]
             spec = next(
                 (o for o in self.ctx.plan.step(up_key).outputs if o.name == up_output), None
             )
             io_key = spec.io_manager_key if spec else io_key
+        nodes = self.ctx.job.all_op_nodes
+        in_def = nodes[step.key].op_def.ins.get(name) if step.key in nodes else None
+        if in_def is not None and in_def.input_manager_key:
+            io_key = in_def.input_manager_key  # the input's own manager loads it
+        up_def = nodes[up_key].op_def.outs.get(up_output) if up_key in nodes else None
+        upstream = OutputContext(
+            run_id,
+            up_key,
+            up_output,
+            definition_metadata=dict(up_def.metadata) if up_def else {},
+            config=spec.config if spec is not None else None,
+        )
+        return self._load_with(step, name, io_key, upstream, scope)
+
+    def _load_with(
+        self,
+        step: ExecutionStep,
+        name: str,
+        io_key: str,
+        upstream: OutputContext | None,
+        scope: ResourceScope,
+    ) -> Any:
+        """Load input ``name`` with the IO or input manager ``io_key`` (``upstream`` is None
+        for an input no op feeds)."""
         manager = scope.get(io_key)
         nodes = self.ctx.job.all_op_nodes
-        up_def = nodes[up_key].op_def.outs.get(up_output) if up_key in nodes else None
         in_def = nodes[step.key].op_def.ins.get(name) if step.key in nodes else None
         context = InputContext(
             name=name,
             step_key=step.key,
             run_id=self.ctx.run_id,
-            upstream_output=OutputContext(
-                run_id,
-                up_key,
-                up_output,
-                definition_metadata=dict(up_def.metadata) if up_def else {},
-            ),
+            upstream_output=upstream,
             definition_metadata=dict(in_def.metadata) if in_def else {},
         )
         with user_code_boundary(f"IO manager {io_key!r} loading input {name!r}"):
@@ -359,11 +381,13 @@ class StepRunner:
         manager = scope.get(io_key)
         node = self.ctx.job.all_op_nodes.get(step.key)
         out_def = node.op_def.outs.get(name) if node is not None else None
+        step_out = next((o for o in step.outputs if o.name == name), None)
         context = OutputContext(
             self.ctx.run_id,
             step.key,
             name,
             definition_metadata=dict(out_def.metadata) if out_def else {},
+            config=step_out.config if step_out is not None else None,
         )
         with user_code_boundary(f"IO manager {io_key!r} storing output {name!r}"):
             manager.handle_output(context, value)

@@ -156,6 +156,8 @@ class _InputPlanner:
                 parent_run_id=self.parent.run_id,
             )
         spec = self.job.all_op_nodes[handle].op_def.ins[name]
+        if spec.input_manager_key:
+            return StepInput(name, InputKind.INPUT_MANAGER, key=spec.input_manager_key)
         if spec.has_default:
             return StepInput(name, InputKind.DEFAULT)
         return None
@@ -243,7 +245,13 @@ def build_plan(
             if planned is not None:
                 step_inputs.append(planned)
         outputs = tuple(
-            StepOutput(n, o.is_required, o.is_nothing, o.io_manager_key)
+            StepOutput(
+                n,
+                o.is_required,
+                o.is_nothing,
+                o.io_manager_key,
+                resolved.op_outputs.get(handle, {}).get(n),
+            )
             for n, o in node.op_def.outs.items()
         )
         resources = set(node.op_def.all_resource_keys)

@@ -30,6 +30,7 @@ class ResolvedConfig:
     raw: dict[str, Any]
     op_config: dict[str, Any] = field(default_factory=dict)  # op handle -> config
     op_inputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # handle -> {input: v}
+    op_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # handle -> {out: cfg}
     job_inputs: dict[str, Any] = field(default_factory=dict)
     resource_config: dict[str, Any] = field(default_factory=dict)
     executor_config: Any = None
@@ -115,7 +116,9 @@ class _Validator:
                 self.inputs(node_cfg, list(node.definition.input_defs), node_path, handle, out)
                 continue
             op_def = node.definition
-            node_cfg = _check_keys(node_cfg, ["config", "inputs"], node_path, self.problems)
+            node_cfg = _check_keys(
+                node_cfg, ["config", "inputs", "outputs"], node_path, self.problems
+            )
             if handle not in self.selected:
                 continue  # config of unselected ops is allowed and ignored
             schema = op_def.config_schema
@@ -130,6 +133,29 @@ class _Validator:
                 if not probs:
                     out.op_config[handle] = schema.to_json(value)
             self.inputs(node_cfg, list(op_def.ins), node_path, handle, out)
+            self.outputs(node_cfg, op_def, node_path, handle, out)
+
+    def outputs(
+        self, node_cfg: Mapping[str, Any], op_def: Any, node_path: str, handle: str, out: Any
+    ) -> None:
+        """``outputs``: config of each output for its IO manager (``output_config_schema``)."""
+        given = _check_keys(
+            node_cfg.get("outputs"),
+            list(op_def.outs),
+            f"{node_path}.outputs",
+            self.problems,
+            "output",
+        )
+        for name, value in given.items():
+            path = f"{node_path}.outputs.{name}"
+            manager = self.resource_defs.get(op_def.outs[name].io_manager_key)
+            schema = getattr(manager, "output_config_schema", None)
+            if schema is not None:
+                value, probs = schema.validate(value, path, resolve=False)
+                self.problems += probs
+                if probs:
+                    continue
+            out.op_outputs.setdefault(handle, {})[name] = value
 
     def inputs(
         self,

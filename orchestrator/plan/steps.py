@@ -32,6 +32,7 @@ class InputKind(StrEnum):
     INPUT_VALUE = "input_value"  # a Python object given as input_values (``key`` names it)
     PARENT_RUN = "parent_run"  # outputs stored by the parent run (re-execution)
     DEFAULT = "default"  # the In's default_value
+    INPUT_MANAGER = "input_manager"  # loaded by the input manager resource ``key``
     NOTHING = "nothing"  # ordering only; nothing is passed to the op
 
 
@@ -101,6 +102,7 @@ class StepOutput:
     is_required: bool = True
     is_nothing: bool = False
     io_manager_key: str = "io_manager"
+    config: Any = None  # run config ``ops.<op>.outputs.<name>``, for its IO manager
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +110,7 @@ class StepOutput:
             "is_required": self.is_required,
             "is_nothing": self.is_nothing,
             "io_manager_key": self.io_manager_key,
+            "config": self.config,
         }
 
     @classmethod

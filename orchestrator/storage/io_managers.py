@@ -6,13 +6,14 @@ them under a directory or fsspec URL, so steps in other processes or machines ca
 
 from __future__ import annotations
 
+import inspect
 import pickle
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.definitions.config import Field, Noneable
+from orchestrator.definitions.config import Field, Noneable, as_config_schema
 from orchestrator.definitions.resources import (
     ConfigurableResource,
     InitResourceContext,
@@ -37,6 +38,7 @@ class OutputContext:
     name: str
     definition_metadata: Mapping[str, Any] = field(default_factory=dict)
     output_metadata: dict[str, Any] = field(default_factory=dict)
+    config: Any = None  # the output's run config for its IO manager (ops.<op>.outputs.<name>)
 
     @property
     def identifier(self) -> tuple[str, str, str]:
@@ -61,7 +63,7 @@ class InputContext:
     name: str
     step_key: str
     run_id: str
-    upstream_output: OutputContext
+    upstream_output: OutputContext | None  # None: no op feeds the input (an input manager's)
     definition_metadata: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -109,7 +111,11 @@ class IOManager(ABC):
 
 
 class IOManagerDefinition(ResourceDefinition):
-    """A resource whose value is an :class:`IOManager`."""
+    """A resource whose value is an :class:`IOManager`; ``output_config_schema`` checks the
+    config each output may give it (``ops: {op: {outputs: {name: ...}}}``), which the IO
+    manager reads as ``context.config``."""
+
+    output_config_schema: Any = None
 
 
 def io_manager(
@@ -122,12 +128,32 @@ def io_manager(
     input_config_schema: Any = None,
 ) -> Any:
     """Decorator: ``fn(init_context) -> IOManager`` (or ``fn()``) becomes an
-    ``IOManagerDefinition``. ``output_config_schema`` / ``input_config_schema`` are accepted
-    for Dagster code and not used (per-output config is not supported)."""
+    ``IOManagerDefinition``; ``output_config_schema`` is the schema of each output's config
+    (``input_config_schema`` is accepted and not checked)."""
 
-    return resource_decorator(
+    decorate = resource_decorator(
         IOManagerDefinition, fn, config_schema, description, required_resource_keys
     )
+    if output_config_schema is None:
+        return decorate
+
+    def with_output_config(definition: Any) -> Any:
+        definition.output_config_schema = as_config_schema(output_config_schema, "output")
+        return definition
+
+    if isinstance(decorate, IOManagerDefinition):
+        return with_output_config(decorate)
+    return lambda f: with_output_config(decorate(f))
+
+
+def _upstream(context: InputContext) -> OutputContext:
+    if context.upstream_output is None:
+        raise OutputStorageError(
+            f"step {context.step_key!r} input {context.name!r}: no op feeds it, so an IO "
+            "manager has nothing to load; give it In(input_manager_key=...) naming an input "
+            "manager, a default value, or run config"
+        )
+    return context.upstream_output
 
 
 class InMemoryIOManager(IOManager):
@@ -140,7 +166,7 @@ class InMemoryIOManager(IOManager):
         self.values[context.identifier] = obj
 
     def load_input(self, context: InputContext) -> Any:
-        key = context.upstream_output.identifier
+        key = _upstream(context).identifier
         if key not in self.values:
             raise OutputStorageError(
                 f"step {context.step_key!r} input {context.name!r}: output "
@@ -184,12 +210,12 @@ class PickledFilesIOManager(IOManager):
         self.fs.mv(tmp, path)  # readers never see a half-written file
 
     def load_input(self, context: InputContext) -> Any:
-        path = self.path_for(context.upstream_output)
+        up = _upstream(context)
+        path = self.path_for(up)
         try:
             with self.fs.open(path, "rb") as f:
                 return pickle.loads(f.read())
         except FileNotFoundError as exc:
-            up = context.upstream_output
             raise OutputStorageError(
                 f"step {context.step_key!r} input {context.name!r}: no stored output "
                 f"{up.name!r} of step {up.step_key!r} in run {up.run_id} (looked at {path})"
@@ -237,3 +263,53 @@ class FilesystemIOManager(ConfigurableIOManager):
 
     def load_input(self, context: InputContext) -> Any:
         return self._files().load_input(context)
+
+
+class InputManager(ABC):
+    """Loads op inputs, whether an upstream op feeds them or not: ``In(input_manager_key=...)``
+    names the resource that provides one."""
+
+    @abstractmethod
+    def load_input(self, context: InputContext) -> Any:
+        """The input's value (``context.upstream_output`` is None when no op feeds it)."""
+
+
+class InputManagerDefinition(ResourceDefinition):
+    """A resource whose value is an :class:`InputManager`."""
+
+
+class _LoadFunction(InputManager):
+    """What ``@input_manager`` makes of its function: called for each load (with the
+    ``InputContext`` when it takes an argument); it returns the value, or an
+    ``InputManager`` that loads it."""
+
+    def __init__(self, fn: Callable[..., Any]):
+        self.fn = fn
+
+    def load_input(self, context: InputContext) -> Any:
+        loaded = self.fn(context) if inspect.signature(self.fn).parameters else self.fn()
+        if isinstance(loaded, InputManager | IOManager):
+            return loaded.load_input(context)
+        return loaded
+
+
+def input_manager(
+    fn: Callable[..., Any] | None = None,
+    *,
+    config_schema: Any = None,
+    description: str | None = None,
+    required_resource_keys: set[str] | None = None,
+    input_config_schema: Any = None,
+) -> Any:
+    """Decorator: a function of the ``InputContext`` (or of nothing) that returns an input's
+    value, or an :class:`InputManager`, becomes an input manager resource."""
+
+    def wrap(f: Callable[..., Any]) -> InputManagerDefinition:
+        return InputManagerDefinition(
+            lambda _ctx: _LoadFunction(f),
+            config_schema=config_schema,
+            description=description or f.__doc__,
+            required_resource_keys=required_resource_keys,
+        )
+
+    return wrap(fn) if fn is not None else wrap
