@@ -202,6 +202,10 @@ def test_launched_runs_select_top_level_nodes_and_take_graph_inputs(
     assert set(statuses.values()) == {RunStatus.SUCCESS}
     assert ran(walked) == {"seed", "doubled.inc", "doubled.twice"}
     assert ran(alone) == {"doubled.inc", "doubled.twice"}
+    # a worker's output events travel with the step's final event, in order
+    kinds = [e.event_type_value for e in instance.all_events(alone) if e.step_key == "doubled.inc"]
+    ends = kinds[kinds.index("STEP_OUTPUT") :]
+    assert ends == ["STEP_OUTPUT", "HANDLED_OUTPUT", "STEP_SUCCESS"], kinds
     with pytest.raises(orchestrator.DagsterInvalidSubsetError, match="dotted"):
         orchestrator.launch_run(celery_jobs.nested_job, op_selection=["doubled.inc+"])
 

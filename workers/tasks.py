@@ -39,6 +39,8 @@ log = logging.getLogger("orchestrator.worker")
 
 LOCATIONS_ENV = "ORCHESTRATOR_WORKER_LOCATIONS"
 _ENDS_ATTEMPT = {e.value for e in STEP_TERMINAL} | {EventType.STEP_UP_FOR_RETRY.value}
+# Written with the attempt's final event, in its one round trip (not one each)
+_HELD = {EventType.STEP_OUTPUT.value, EventType.HANDLED_OUTPUT.value}
 
 
 def allowed_locations() -> list[CodeLocation]:
@@ -294,7 +296,7 @@ def _run_step_message(raw: dict[str, Any], node: str | None) -> str:
             held.clear()
             if finished is None:  # no hooks, no more events: a newer attempt owns the step
                 raise AttemptTakenAway(attempt_id)
-        elif event.event_type_value == EventType.STEP_OUTPUT.value:
+        elif event.event_type_value in _HELD:
             held.append(event)
         else:
             rt.instance.store_event(event)
