@@ -107,12 +107,18 @@ def usable_as_dagster_type(cls: type | None = None, *, name: str | None = None) 
     return wrap(cls) if cls is not None else wrap
 
 
+def resolve_type(expected: Any) -> Any:
+    """``expected``, or the DagsterType a Python type was registered to stand for."""
+    if isinstance(expected, type) and expected in _REGISTERED:
+        return _REGISTERED[expected]
+    return expected
+
+
 def check_type(expected: Any, value: Any, context: Any = None) -> TypeCheck:
     """Check ``value`` against an input's or output's declared type: None and ``Any`` accept
     everything, a ``DagsterType`` runs its check function, a class (or a generic such as
     ``list[int]``, by its origin) is an ``isinstance`` check."""
-    if isinstance(expected, type) and expected in _REGISTERED:
-        expected = _REGISTERED[expected]
+    expected = resolve_type(expected)
     if isinstance(expected, DagsterType):
         return expected.type_check(context, value)
     if expected is None or expected is Any:

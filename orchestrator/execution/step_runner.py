@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.definitions.hooks import HookContext
-from orchestrator.definitions.io import DEFAULT_OUTPUT, Output
+from orchestrator.definitions.io import DEFAULT_OUTPUT, In, Output
 from orchestrator.definitions.metadata import AssetMaterialization, ExpectationResult
 from orchestrator.definitions.op import OpDefinition
-from orchestrator.definitions.types import check_type, type_name
+from orchestrator.definitions.types import DagsterType, check_type, resolve_type, type_name
 from orchestrator.errors import (
     ConfigError,
     Failure,
@@ -56,7 +56,10 @@ def _type_check(
 ) -> None:
     """Check an input's or output's value against its declared type (a failing check is a
     :class:`TypeCheckError`; a check function that raises is the user's error)."""
-    with user_code_boundary(f"type check of {kind} {name!r}"):
+    if isinstance(resolve_type(expected), DagsterType):  # its check function is user code
+        with user_code_boundary(f"type check of {kind} {name!r}"):
+            check = check_type(expected, value, context)
+    else:
         check = check_type(expected, value, context)
     if not check.success:
         raise TypeCheckError(
@@ -205,13 +208,16 @@ class StepRunner:
             name = step_input.name
             if step_input.kind is InputKind.NOTHING or name not in op_def.input_params:
                 continue
+            spec = op_def.ins[name]
             if step_input.kind in (InputKind.STEP_OUTPUT, InputKind.PARENT_RUN):
                 run_id = step_input.parent_run_id or self.ctx.run_id
                 values = []
                 for src in step_input.sources:
                     try:
                         values.append(
-                            self._load(step, name, run_id, src.step_key, src.output_name, scope)
+                            self._load(
+                                step, spec, name, run_id, src.step_key, src.output_name, scope
+                            )
                         )
                     except OutputStorageError:
                         if not step_input.fan_in:
@@ -220,7 +226,7 @@ class StepRunner:
                 value = values if step_input.fan_in else values[0]
             elif step_input.kind is InputKind.INPUT_MANAGER:
                 assert step_input.key is not None
-                value = self._load_with(step, name, step_input.key, None, scope)
+                value = self._load_with(step, spec, name, step_input.key, None, scope)
             elif step_input.kind is InputKind.VALUE:
                 value = step_input.value
             elif step_input.kind is InputKind.INPUT_VALUE:
@@ -232,45 +238,46 @@ class StepRunner:
                     )
                 value = self.ctx.input_values[step_input.key]
             else:
-                value = op_def.ins[name].default_value
+                value = spec.default_value
             if not step_input.fan_in:
-                _type_check(step, "input", name, op_def.ins[name].dagster_type, value, context)
+                _type_check(step, "input", name, spec.dagster_type, value, context)
             kwargs[name] = value
         return kwargs
 
     def _load(
         self,
         step: ExecutionStep,
+        spec: In,
         name: str,
         run_id: str,
         up_key: str,
         up_output: str,
         scope: ResourceScope,
     ) -> Any:
+        """Load input ``name`` from output ``up_output`` of step ``up_key`` (of ``run_id``)
+        with that output's IO manager, or with the input's own manager if it names one."""
         io_key = "io_manager"
-        spec = None
+        up_step = None
         if up_key in self.ctx.plan._by_key:  # type: ignore[attr-defined]
-            spec = next(
+            up_step = next(
                 (o for o in self.ctx.plan.step(up_key).outputs if o.name == up_output), None
             )
-            io_key = spec.io_manager_key if spec else io_key
+            io_key = up_step.io_manager_key if up_step else io_key
         nodes = self.ctx.job.all_op_nodes
-        in_def = nodes[step.key].op_def.ins.get(name) if step.key in nodes else None
-        if in_def is not None and in_def.input_manager_key:
-            io_key = in_def.input_manager_key  # the input's own manager loads it
         up_def = nodes[up_key].op_def.outs.get(up_output) if up_key in nodes else None
         upstream = OutputContext(
             run_id,
             up_key,
             up_output,
             definition_metadata=dict(up_def.metadata) if up_def else {},
-            config=spec.config if spec is not None else None,
+            config=up_step.config if up_step is not None else None,
         )
-        return self._load_with(step, name, io_key, upstream, scope)
+        return self._load_with(step, spec, name, spec.input_manager_key or io_key, upstream, scope)
 
     def _load_with(
         self,
         step: ExecutionStep,
+        spec: In,
         name: str,
         io_key: str,
         upstream: OutputContext | None,
@@ -279,14 +286,12 @@ class StepRunner:
         """Load input ``name`` with the IO or input manager ``io_key`` (``upstream`` is None
         for an input no op feeds)."""
         manager = scope.get(io_key)
-        nodes = self.ctx.job.all_op_nodes
-        in_def = nodes[step.key].op_def.ins.get(name) if step.key in nodes else None
         context = InputContext(
             name=name,
             step_key=step.key,
             run_id=self.ctx.run_id,
             upstream_output=upstream,
-            definition_metadata=dict(in_def.metadata) if in_def else {},
+            definition_metadata=dict(spec.metadata),
         )
         with user_code_boundary(f"IO manager {io_key!r} loading input {name!r}"):
             return manager.load_input(context)
