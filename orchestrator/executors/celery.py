@@ -267,6 +267,14 @@ class CeleryExecutor(Executor):
                     self._inflight.pop(attempt_id, None)
                     self._lost.append((flight.launch.step_key, attempt_id, reason))
                 found_lost = True
+                # the operator reading this process's log sees it, not only the run's log
+                log.warning(
+                    "run %s: attempt %s of step %r was lost (%s)",
+                    flight.launch.run_id,
+                    flight.launch.attempt,
+                    flight.launch.step_key,
+                    reason,
+                )
         return found_lost
 
     def _resend(self, flight: _InFlight, dead_worker: str) -> None:
