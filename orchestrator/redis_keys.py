@@ -11,6 +11,12 @@ Schema:
                                           one script (status_event.lua); overrides the JSON
     <p>:run:<run_id>:events       stream  the run's event log, one entry per event, field "e"
     <p>:runs                      zset    run_id -> created_at (for listing)
+    <p>:runs:status:<status>      zset    run_id -> created_at of the runs in that status (one
+                                          zset per RunStatus; every run is in exactly one)
+    <p>:runs:job:<job_name>       zset    run_id -> created_at of the job's runs
+    <p>:runs:indexed              string  "1" once the two indexes above hold every run (runs
+                                          stored before they existed are added by
+                                          RedisInstance.ensure_run_indexes)
     <p>:runs:seq                  hash    run_id -> creation sequence (ties in created_at)
     <p>:seq                       string  counter behind runs:seq
     <p>:run:<run_id>:plan         string  the digest of the run's plan (older runs: the JSON)
@@ -24,6 +30,12 @@ Schema:
     <p>:attempt:<attempt_id>      hash    step attempt: state, worker, token, started_at, final,
                                           reserved_by (the worker that took its message)
     <p>:attempt:<attempt_id>:hb   string  the attempt's heartbeat (expires unless renewed)
+    <p>:attempts:running          zset    attempt id -> claim time (ms) of attempts a worker
+                                          runs now (claim.lua adds, finish/settle.lua remove)
+    <p>:runs:feed                 stream  r = run id, s = status: one entry per run created
+                                          or status changed (capped at about 10,000)
+    <p>:run:<run_id>:children     zset    run id -> created_at of runs re-executing it
+    <p>:idempotency:<key>         string  the run id launched with this idempotency key
     <p>:workers                   hash    worker id -> JSON {hostname, pid, queues, locations}
     <p>:worker:<worker_id>        string  the worker's heartbeat (expires unless renewed)
     <p>:coordinators              hash    coordinator id -> JSON {hostname, pid, locations}
@@ -75,6 +87,19 @@ class RedisKeys:
     def runs(self) -> str:
         return f"{self.prefix}:runs"
 
+    def runs_by_status(self, status: str) -> str:
+        """The index of the runs in ``status`` (a ``RunStatus`` or its value)."""
+        return f"{self.prefix}:runs:status:{status}"
+
+    def runs_by_job(self, job_name: str) -> str:
+        """The index of the runs of job ``job_name``."""
+        return f"{self.prefix}:runs:job:{job_name}"
+
+    @property
+    def runs_indexed(self) -> str:
+        """Version of the run indexes: "1" once every stored run is in them."""
+        return f"{self.prefix}:runs:indexed"
+
     @property
     def runs_seq(self) -> str:
         return f"{self.prefix}:runs:seq"
@@ -112,6 +137,24 @@ class RedisKeys:
 
     def attempt_heartbeat(self, attempt_id: str) -> str:
         return f"{self.prefix}:attempt:{attempt_id}:hb"
+
+    @property
+    def running_attempts(self) -> str:
+        """Attempts claimed by a worker and not finished, lost or canceled (for the UI)."""
+        return f"{self.prefix}:attempts:running"
+
+    @property
+    def runs_feed(self) -> str:
+        """One entry per run created or whose status changed (the UI's live runs list)."""
+        return f"{self.prefix}:runs:feed"
+
+    def run_children(self, run_id: str) -> str:
+        """Runs that re-execute ``run_id`` (its direct children)."""
+        return f"{self.prefix}:run:{run_id}:children"
+
+    def idempotency(self, key: str) -> str:
+        """The run launched with an idempotency key (HTTP API ``POST /api/runs``)."""
+        return f"{self.prefix}:idempotency:{key}"
 
     @property
     def workers(self) -> str:

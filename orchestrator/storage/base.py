@@ -11,6 +11,10 @@ JSON-serializable: shared backends store them as JSON.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -176,10 +180,77 @@ class RunsFilter:
         )
 
 
+@dataclass(frozen=True)
+class RunsPage:
+    """One page of runs (see :meth:`Instance.runs_page`).
+
+    Attributes:
+        records: the page's runs, newest first.
+        cursor: pass it back to :meth:`Instance.runs_page` for the next page; None when there
+            are no more runs.
+    """
+
+    records: list[RunRecord]
+    cursor: str | None
+
+
+# Where a run sits in the order of pages: newest first, runs created at the same instant in
+# descending run id order (the order of a Redis sorted set's members of equal score).
+PagePosition = tuple[float, str]
+
+
+def page_position(record: RunRecord) -> PagePosition:
+    """The position of ``record`` in the order of :meth:`Instance.runs_page` (larger: earlier)."""
+    return (record.created_at, record.run_id)
+
+
+def encode_page_cursor(position: PagePosition) -> str:
+    """An opaque, URL-safe cursor for the page that starts after ``position``."""
+    text = json.dumps([position[0], position[1]], separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_page_cursor(cursor: str | None) -> PagePosition | None:
+    """The position a cursor of :func:`encode_page_cursor` names (None for no cursor).
+
+    Raises:
+        InvalidInputError: ``cursor`` was not made by :func:`encode_page_cursor`.
+    """
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, run_id = json.loads(raw)
+    except (TypeError, ValueError, binascii.Error):
+        created_at = run_id = None
+    if (
+        isinstance(created_at, int | float)
+        and not isinstance(created_at, bool)
+        and math.isfinite(created_at)
+        and isinstance(run_id, str)
+    ):
+        return (float(created_at), run_id)
+    raise InvalidInputError(f"{cursor!r} is not a runs cursor of this backend")
+
+
+def check_page_limit(limit: int) -> None:
+    """Raise ``InvalidInputError`` unless ``limit`` is an integer >= 1."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidInputError(f"limit must be an integer >= 1, got {limit!r}")
+
+
 def check_limit(limit: int | None) -> None:
     """Raise ``InvalidInputError`` unless ``limit`` is None or a non-negative integer."""
     if limit is not None and limit < 0:
         raise InvalidInputError(f"limit must be None or >= 0, got {limit}")
+
+
+def page_of(records: Sequence[RunRecord], limit: int) -> RunsPage:
+    """The page of the first ``limit`` of ``records`` (sorted in page order, read one past
+    the page when there are more, so the cursor is None exactly when nothing follows)."""
+    page = list(records[:limit])
+    more = len(records) > limit
+    return RunsPage(page, encode_page_cursor(page_position(page[-1])) if more else None)
 
 
 def normalized_record(record: RunRecord, now: float) -> RunRecord:
@@ -198,15 +269,24 @@ def normalized_record(record: RunRecord, now: float) -> RunRecord:
     )
 
 
-_NOT_AFTER_CANCELING = frozenset({RunStatus.QUEUED, RunStatus.STARTING, RunStatus.STARTED})
+# Where a run that has not ended is in its life: a status never moves back to an earlier one
+# (a late RUN_STARTING after RUN_START, or a coordinator starting a run being cancelled).
+_PROGRESS: Mapping[RunStatus, int] = {
+    RunStatus.QUEUED: 0,
+    RunStatus.STARTING: 1,
+    RunStatus.STARTED: 2,
+    RunStatus.CANCELING: 3,
+}
 
 
 def status_change_allowed(current: RunStatus, new: RunStatus) -> bool:
-    """Runs move forward only: a finished run keeps its status, and a run being cancelled
-    does not go back to queued or started (a coordinator starting it late, say)."""
+    """Runs move forward only: a finished run keeps its status, and a run that has not ended
+    never goes back (STARTED to STARTING, CANCELING to QUEUED, STARTING or STARTED)."""
     if current in TERMINAL_STATUSES:
         return new == current
-    return not (current is RunStatus.CANCELING and new in _NOT_AFTER_CANCELING)
+    if new in TERMINAL_STATUSES:
+        return True
+    return _PROGRESS[new] >= _PROGRESS[current]
 
 
 def updated_record(
@@ -320,6 +400,47 @@ class Instance(ABC):
     @abstractmethod
     def delete_run(self, run_id: str) -> None:
         """Delete a run and its event log; does nothing if there is no such run."""
+
+    def runs_page(
+        self, filters: RunsFilter | None = None, limit: int = 50, cursor: str | None = None
+    ) -> RunsPage:
+        """Return one page of the runs that match ``filters``, newest first.
+
+        Pages are stable while runs are added: a page starts right after the last run of the
+        previous one, so paging with the returned cursors yields every matching run at most once
+        and skips none that existed (and matched) throughout.
+
+        Args:
+            filters: which runs; None for all.
+            limit: at most this many runs (>= 1).
+            cursor: the ``cursor`` of the previous page; None for the first page.
+
+        Returns:
+            The page: runs sorted by ``created_at``, newest first (the order of
+            :meth:`get_runs`, except that runs created at the same instant come in descending
+            ``run_id`` order), and the cursor of the next page (None when there are no more).
+
+        Raises:
+            InvalidInputError: ``cursor`` is not a cursor of this backend, or ``limit`` < 1.
+        """
+        # The default reads every matching run: fine in memory; shared backends use indexes.
+        check_page_limit(limit)
+        after = decode_page_cursor(cursor)
+        records = sorted(self.get_runs(filters), key=page_position, reverse=True)
+        if after is not None:
+            records = [r for r in records if page_position(r) < after]
+        return page_of(records, limit)
+
+    def count_runs_by_status(self, job_name: str | None = None) -> dict[RunStatus, int]:
+        """Return how many runs there are in each status (every status, zeros included).
+
+        Args:
+            job_name: count only the runs of this job; None for all runs.
+        """
+        counts = dict.fromkeys(RunStatus, 0)
+        for record in self.get_runs(RunsFilter(job_name=job_name)):
+            counts[record.status] += 1
+        return counts
 
     # -- events ----------------------------------------------------------------------------
 

@@ -1,30 +1,27 @@
 -- launch.lua: store a launched run and queue it for the coordinators, all at once, so a run
 -- is never stored without being queued (or queued without its plan).
--- KEYS[1]  run record       <p>:run:<run_id>          (string: RunRecord JSON, status QUEUED)
--- KEYS[2]  runs             <p>:runs                  (zset: run id -> created_at)
--- KEYS[3]  runs sequence    <p>:runs:seq              (hash: run id -> creation sequence)
--- KEYS[4]  sequence counter <p>:seq                   (string: INCR)
--- KEYS[5]  run event stream <p>:run:<run_id>:events   (entries: field "e" = event JSON)
--- KEYS[6]  plan             <p>:plan:<digest>         (string: ExecutionPlan JSON)
--- KEYS[7]  run plan link    <p>:run:<run_id>:plan     (string: the digest)
--- KEYS[8]  run queue        <p>:runqueue              (zset: run id -> rank, lowest first)
--- KEYS[9]  wake-ups         <p>:runqueue:wakeup       (list coordinators block on)
--- ARGV[1]  record JSON      ARGV[2] run id            ARGV[3] created_at (seconds)
--- ARGV[4]  RUN_ENQUEUED event JSON                    ARGV[5] plan JSON
--- ARGV[6]  digest           ARGV[7] seconds the plan is kept
--- ARGV[8]  run priority (integer, higher first)
+-- Runs after _create.lua (prepended at load time), which states KEYS[1..8] (the run record,
+-- <p>:runs, <p>:runs:seq, <p>:seq, the status index of the record's status QUEUED, the job
+-- index, the runs feed, the parent's children) and ARGV[1..5] (record JSON, run id,
+-- created_at, parent run id, status). Then:
+-- KEYS[9]  run event stream <p>:run:<run_id>:events   (entries: field "e" = event JSON)
+-- KEYS[10] plan             <p>:plan:<digest>         (string: ExecutionPlan JSON)
+-- KEYS[11] run plan link    <p>:run:<run_id>:plan     (string: the digest)
+-- KEYS[12] run queue        <p>:runqueue              (zset: run id -> rank, lowest first)
+-- KEYS[13] wake-ups         <p>:runqueue:wakeup       (list coordinators block on)
+-- ARGV[6]  RUN_ENQUEUED event JSON                    ARGV[7] plan JSON
+-- ARGV[8]  digest           ARGV[9] seconds the plan is kept
+-- ARGV[10] run priority (integer, higher first)
 -- Returns the run's queue rank, or false when a run with this id exists already.
-if redis.call('SET', KEYS[1], ARGV[1], 'NX') == false then
+local seq = store_run()
+if not seq then
   return false
 end
-local seq = redis.call('INCR', KEYS[4])
-redis.call('HSET', KEYS[3], ARGV[2], seq)
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
-redis.call('XADD', KEYS[5], '*', 'e', ARGV[4])
-redis.call('SET', KEYS[6], ARGV[5], 'EX', ARGV[7])
-redis.call('SET', KEYS[7], ARGV[6], 'EX', ARGV[7])
-local rank = -tonumber(ARGV[8]) * 1e12 + seq
-redis.call('ZADD', KEYS[8], string.format('%.0f', rank), ARGV[2])
-redis.call('LPUSH', KEYS[9], ARGV[2])
-redis.call('LTRIM', KEYS[9], 0, 9999)
+redis.call('XADD', KEYS[9], '*', 'e', ARGV[6])
+redis.call('SET', KEYS[10], ARGV[7], 'EX', ARGV[9])
+redis.call('SET', KEYS[11], ARGV[8], 'EX', ARGV[9])
+local rank = -tonumber(ARGV[10]) * 1e12 + seq
+redis.call('ZADD', KEYS[12], string.format('%.0f', rank), ARGV[2])
+redis.call('LPUSH', KEYS[13], ARGV[2])
+redis.call('LTRIM', KEYS[13], 0, 9999)
 return string.format('%.0f', rank)
