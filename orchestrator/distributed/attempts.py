@@ -85,8 +85,12 @@ class AttemptRegistry:
 
     def settle(self, attempt_id: str, state: str) -> bool:
         """Mark an attempt ``lost`` (running, heartbeat lapsed) or ``canceled``."""
-        keys = [self.keys.attempt(attempt_id), self.keys.attempt_heartbeat(attempt_id)]
-        return bool(self._settle(keys=keys, args=[state, ATTEMPT_TTL_SECONDS]))
+        keys = [
+            self.keys.attempt(attempt_id),
+            self.keys.attempt_heartbeat(attempt_id),
+            self.keys.running_attempts,
+        ]
+        return bool(self._settle(keys=keys, args=[state, ATTEMPT_TTL_SECONDS, attempt_id]))
 
     # -- worker side ----------------------------------------------------------------------
 
@@ -109,13 +113,11 @@ class AttemptRegistry:
             self.keys.attempt(attempt_id),
             self.keys.attempt_heartbeat(attempt_id),
             self.keys.run_events(run_id),
+            self.keys.running_attempts,
         ]
         start = json.dumps(start_event.to_dict()) if start_event else ""
-        return str(
-            self._claim(
-                keys=keys, args=[worker, token, int(ttl * 1000), start, ATTEMPT_TTL_SECONDS]
-            )
-        )
+        args = [worker, token, int(ttl * 1000), start, ATTEMPT_TTL_SECONDS, attempt_id]
+        return str(self._claim(keys=keys, args=args))
 
     def beat(self, attempt_id: str, token: str, ttl: float) -> bool:
         keys = [self.keys.attempt(attempt_id), self.keys.attempt_heartbeat(attempt_id)]
@@ -137,9 +139,10 @@ class AttemptRegistry:
             self.keys.attempt_heartbeat(attempt_id),
             self.keys.run_events(event.run_id),
             self.keys.run_bell(event.run_id),
+            self.keys.running_attempts,
         ]
         payload = [json.dumps(e.to_dict()) for e in [*(held or []), event]]
-        args = [token, event.run_id, *payload]
+        args = [token, event.run_id, attempt_id, *payload]
         if also is None:
             reply = self._finish(keys=keys, args=args)
         else:
