@@ -61,13 +61,15 @@ CONFIG_CACHE = 256  # validated run configs kept (see Coordinator._resolved)
 
 
 def launch_run(
-    job: JobDefinition | ReconstructableJob,
+    job: JobDefinition | ReconstructableJob | None,
     instance: Instance | None = None,
     *,
     run_config: Any = None,
     op_selection: Sequence[str] | None = None,
     partition_key: str | None = None,
     tags: Mapping[str, Any] | None = None,
+    reexecution_options: Any = None,
+    run_id: str | None = None,
 ) -> str:
     """Queue a run for the coordinators and return its id at once (Python's
     ``orchestrator job launch``). The run is validated and planned here; a coordinator
@@ -78,6 +80,10 @@ def launch_run(
             ``ReconstructableJob``; coordinators and workers load it again from its module.
         instance: the shared Redis instance; by default the deployment's
             (``Instance.from_settings()``: ``ORCHESTRATOR_REDIS_URL`` or the embedded server).
+        reexecution_options: ``ReexecutionOptions`` to re-execute a finished run (``job`` may
+            then be None); as in ``execute_job``, the parent's config, partition and tags are
+            the defaults and unselected steps read the parent's stored outputs.
+        run_id: the new run's id (default: a fresh uuid).
 
     Raises:
         ReconstructionError: the job cannot be loaded in another process (a nested or REPL
@@ -86,7 +92,6 @@ def launch_run(
         ConfigError, SelectionError, MissingInputError, ...: bad input, before anything is
             stored.
     """
-    recon = reconstructable(job)
     if instance is None:
         instance = Instance.from_settings()
     if not isinstance(instance, RedisInstance):
@@ -95,6 +100,22 @@ def launch_run(
             f"{type(instance).__name__}; pass Instance.from_url('redis://...') or leave "
             "instance out to use the deployment's (ORCHESTRATOR_REDIS_URL or the embedded server)"
         )
+    parent = None
+    if reexecution_options is not None:
+        from orchestrator.execution.reexecution import reexecution_run
+
+        again = reexecution_run(
+            instance,
+            reexecution_options,
+            job=job,
+            run_config=run_config,
+            op_selection=op_selection,
+            partition_key=partition_key,
+            tags=tags,
+        )
+        job, run_config, op_selection = again.job, again.run_config, again.op_selection
+        partition_key, tags, parent = again.partition_key, again.tags, again.parent
+    recon = reconstructable(job)
     if op_selection:
         recon = recon.get_subset(op_selection)
     definition = recon.get_definition()
@@ -105,6 +126,8 @@ def launch_run(
         partition_key=partition_key,
         tags=tags,
         pointer=recon.pointer.to_dict(),
+        parent=parent,
+        run_id=run_id,
         store=False,
     )
     run_id = prepared.record.run_id

@@ -313,21 +313,21 @@ def execute_job(
 
     parent = None
     if reexecution_options is not None:
-        from orchestrator.execution.reexecution import parent_job, parent_outputs, parent_record
+        from orchestrator.execution.reexecution import reexecution_run
 
         if instance is None:
             raise InvalidInputError("re-execution needs the instance that stores the parent run")
-        record = parent_record(instance, reexecution_options.parent_run_id)
-        if job is None:
-            job = parent_job(record)
-        run_config = run_config if run_config is not None else dict(record.run_config)
-        op_selection = op_selection or list(reexecution_options.step_selection) or None
-        partition_key = partition_key or record.partition_key
-        inherited = {
-            k: v for k, v in record.tags.items() if k not in (PARENT_RUN_TAG, ROOT_RUN_TAG)
-        }
-        tags = {**inherited, **normalize_tags(tags)}
-        parent = parent_outputs(instance, record.run_id)
+        again = reexecution_run(
+            instance,
+            reexecution_options,
+            job=job,
+            run_config=run_config,
+            op_selection=op_selection,
+            partition_key=partition_key,
+            tags=tags,
+        )
+        job, run_config, op_selection = again.job, again.run_config, again.op_selection
+        partition_key, tags, parent = again.partition_key, again.tags, again.parent
     recon = reconstructable(job)
     if op_selection:
         recon = recon.get_subset(op_selection)

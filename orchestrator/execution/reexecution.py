@@ -3,8 +3,11 @@ are read from the parent run's stored outputs (SPEC §3's third way to feed a se
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from orchestrator.definitions.op import normalize_tags
 from orchestrator.definitions.reconstruct import JobPointer, ReconstructableJob
 from orchestrator.errors import InvalidInputError
 from orchestrator.execution.events import EventType
@@ -45,6 +48,49 @@ class ReexecutionOptions:
         if not todo:
             raise InvalidInputError(f"run {run_id} has no failed or unfinished steps to re-run")
         return cls(run_id, tuple(todo))
+
+
+@dataclass(frozen=True)
+class ReexecutionRun:
+    """What a re-execution runs: the parent's job and its run arguments, with what the caller
+    gave taking precedence, and the parent's stored outputs."""
+
+    job: Any
+    run_config: Any
+    op_selection: list[str] | None
+    partition_key: str | None
+    tags: dict[str, Any]
+    parent: ParentRun
+
+
+def reexecution_run(
+    instance: Instance,
+    options: ReexecutionOptions,
+    *,
+    job: Any = None,
+    run_config: Any = None,
+    op_selection: Sequence[str] | None = None,
+    partition_key: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+) -> ReexecutionRun:
+    """Resolve a re-execution of ``options.parent_run_id``: run config, partition and tags
+    default to the parent's (its parent/root tags excepted), the job to its stored pointer.
+
+    Raises:
+        InvalidInputError: the parent run is unknown or stored no job pointer.
+    """
+    from orchestrator.execution.api import PARENT_RUN_TAG, ROOT_RUN_TAG
+
+    record = parent_record(instance, options.parent_run_id)
+    inherited = {k: v for k, v in record.tags.items() if k not in (PARENT_RUN_TAG, ROOT_RUN_TAG)}
+    return ReexecutionRun(
+        job=job if job is not None else parent_job(record),
+        run_config=run_config if run_config is not None else dict(record.run_config),
+        op_selection=list(op_selection or options.step_selection) or None,
+        partition_key=partition_key or record.partition_key,
+        tags={**inherited, **normalize_tags(tags)},
+        parent=parent_outputs(instance, record.run_id),
+    )
 
 
 def parent_record(instance: Instance, run_id: str) -> RunRecord:
