@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import json
 
 import click
 from rich import box
@@ -11,6 +11,7 @@ from rich.table import Table
 from orchestrator.cli.common import bad_input_exits, get_instance, make_console
 from orchestrator.concurrency.config import APPLY_PER_UNIQUE, TagConcurrencyLimit
 from orchestrator.errors import InvalidInputError
+from orchestrator.views import limit_state_json
 
 
 def _limiter():
@@ -87,15 +88,30 @@ def delete_command(spec: str, per_unique_value: bool) -> None:
 
 
 @concurrency.command("list")
-def list_command() -> None:
-    """Each limit with its holders (lease, run, step, attempt, worker, since) and waiters."""
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print a JSON array of limits, each with its buckets' holders and waiters.",
+)
+def list_command(as_json: bool) -> None:
+    """Each limit with its holders (lease, run, step, attempt, worker, since) and waiters.
+
+    With --json, a JSON array for scripts: per limit its spec, key, value, per_unique_value,
+    limit and buckets (bucket, limit, holders, waiters with their position in line).
+    """
     with bad_input_exits():
-        states = _limiter().snapshot()
+        limiter = _limiter()
+        states = limiter.snapshot()
+        sec, usec = limiter.client.time()  # Redis time, as the leases' own times
+    now = sec + usec / 1e6
+    if as_json:
+        click.echo(json.dumps([limit_state_json(state, now) for state in states], indent=2))
+        return
     out = make_console()
     if not states:
         out.print("No concurrency limits set.", markup=False)
         return
-    now = time.time()
     for state in states:
         limit = state.limit.limit if state.limit is not None else "(deleted)"
         out.print(f"{state.spec}  limit {limit}", markup=False, style="bold")

@@ -7,7 +7,10 @@ next. What is shown is computed by the pure functions of :mod:`orchestrator.cli.
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 import yaml
@@ -45,8 +48,9 @@ from orchestrator.cli.run_view import (
     styled,
 )
 from orchestrator.errors import CodeLocationError, ReconstructionError
-from orchestrator.execution.events import RUN_TERMINAL, EventType
+from orchestrator.execution.events import RUN_TERMINAL, Event, EventType
 from orchestrator.storage.base import Instance, RunRecord, RunsFilter, RunStatus
+from orchestrator.views import event_json, run_json, step_json
 
 # Tables of runs are laid out at least this wide when stdout is not a terminal.
 _TABLE_WIDTH = 160
@@ -55,6 +59,17 @@ _TABLE_WIDTH = 160
 _FOLLOW_WAIT_SECONDS = 5.0
 
 _TERMINAL_TYPES = frozenset(t.value for t in RUN_TERMINAL)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _json_option(help_text: str) -> Callable[[F], F]:
+    return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
+def _print_json(value: Any) -> None:
+    """Plain JSON on stdout: no markup, no wrapping (``click.echo``, not rich)."""
+    click.echo(json.dumps(value, indent=2))
 
 
 @click.group("run")
@@ -124,11 +139,13 @@ def _parse_statuses(
     type=click.IntRange(min=1),
     help="Show at most this many runs.",
 )
+@_json_option("Print a JSON array of runs (the same filters and limit) for scripts.")
 def list_command(
     job_name: str | None,
     statuses: list[RunStatus] | None,
     tags: dict[str, str] | None,
     limit: int,
+    as_json: bool,
 ) -> None:
     """List the runs of the shared instance, newest first: id, job, status, start, duration,
     tags.
@@ -137,11 +154,15 @@ def list_command(
     Examples:
       orchestrator run list --job etl --status FAILURE
       orchestrator run list --tag team=data --limit 5
+      orchestrator run list --status FAILURE --json
     """
     filters = RunsFilter(job_name=job_name, statuses=statuses, tags=tags)
     out = make_console(min_width=_TABLE_WIDTH)
     with bad_input_exits(), get_instance() as instance:
         records = instance.get_runs(filters, limit=limit + 1)
+    if as_json:
+        _print_json([run_json(record) for record in records[:limit]])
+        return
     if not records:
         out.print("No runs found.", markup=False)
         return
@@ -171,10 +192,12 @@ def list_command(
 
 @run.command("show", short_help="Show a run: status, config, and each step's state.")
 @click.argument("run_id")
-def show_command(run_id: str) -> None:
+@_json_option('Print one JSON object for scripts: {"run": ..., "steps": [...], "driver": ...}.')
+def show_command(run_id: str, as_json: bool) -> None:
     """Show one run: status, job, tags, timestamps, parent run, run config, and each step with
     its state (succeeded, failed, skipped, running, waiting for slot, up for retry, not
-    started), attempts, duration and error. Failed steps' tracebacks follow on stderr."""
+    started), attempts, duration and error. Failed steps' tracebacks follow on stderr (with
+    --json, read them from `orchestrator run logs RUN_ID --json`)."""
     out = make_console(min_width=_TABLE_WIDTH)
     err = make_console(stderr=True)
     with bad_input_exits(), get_instance() as instance:
@@ -182,8 +205,13 @@ def show_command(run_id: str) -> None:
         events = instance.all_events(run_id)
         plan_json = _stored_plan(instance, run_id)
         driver = _driver_note(instance, record)
-    _print_header(out, record, driver)
     steps = step_summaries(events, plan_step_keys(plan_json))
+    if as_json:
+        _print_json(
+            {"run": run_json(record), "steps": [step_json(s) for s in steps], "driver": driver}
+        )
+        return
+    _print_header(out, record, driver)
     out.print()
     if not steps:
         out.print("No steps have started yet.", markup=False)
@@ -305,29 +333,42 @@ def _print_header(out: Console, record: RunRecord, driver: str | None = None) ->
     is_flag=True,
     help="Keep printing events as they are stored, until the run ends.",
 )
-def logs_command(run_id: str, follow: bool) -> None:
+@_json_option("Print one JSON object per event and line (JSON Lines), with its id.")
+def logs_command(run_id: str, follow: bool, as_json: bool) -> None:
     """Print a run's events, oldest first: time, event type, step, message.
 
     With --follow, wait for new events (woken by each one, no polling) and return once the run
     has ended (RUN_SUCCESS, RUN_FAILURE or RUN_CANCELED). The exit code is 0 whatever the run's
     outcome: it says the log was printed (see `orchestrator run show` for the outcome).
+
+    With --json, each line is one event as a JSON object (id, run_id, type, step_key,
+    timestamp, message, level, data, error), written out line by line also with --follow.
     """
     out = make_console()
+
+    def emit(cursor: str, event: Event) -> None:
+        if as_json:
+            # click.echo flushes each line: a script reading a pipe gets each event as it comes.
+            click.echo(json.dumps(event_json(cursor, event)))
+        else:
+            out.print(log_line(event))
+
     with bad_input_exits(), get_instance(patience=None if follow else ONE_SHOT) as instance:
         _require_run(instance, run_id)
         if not follow:
-            for event in instance.all_events(run_id):
-                out.print(log_line(event))
+            for cursor, event in instance.get_events(run_id):
+                emit(cursor, event)
             return
-        _follow(out, instance, run_id)
+        _follow(emit, instance, run_id)
 
 
-def _follow(out: Console, instance: Instance, run_id: str) -> None:
+def _follow(emit: Callable[[str, Event], None], instance: Instance, run_id: str) -> None:
+    """Emit the run's events as they are stored, until the run ends."""
     cursor: str | None = None
     while True:
         batch = instance.wait_for_events(run_id, cursor, timeout=_FOLLOW_WAIT_SECONDS)
         for position, event in batch:
-            out.print(log_line(event))
+            emit(position, event)
             cursor = position
             if event.event_type_value in _TERMINAL_TYPES:
                 return
@@ -337,7 +378,7 @@ def _follow(out: Console, instance: Instance, run_id: str) -> None:
         if record is None or record.is_finished:
             # Ended without a terminal event (its driver died) or was deleted: print the rest.
             for position, event in instance.get_events(run_id, cursor):
-                out.print(log_line(event))
+                emit(position, event)
                 cursor = position
             return
 
