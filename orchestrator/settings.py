@@ -18,9 +18,10 @@ class Settings(BaseSettings):
         key_prefix: prefix of every Redis key, so deployments and tests can share a server.
         storage_url: where the filesystem IO manager keeps outputs (a path or fsspec URL);
             empty means ``<home>/storage``.
-        code_locations: what ``worker start`` and ``coordinator start`` serve when given no
-            ``-f``/``-m``: comma-separated entries, each a Python file (ending in ``.py``,
-            relative to the working directory) or a module name.
+        code_locations: what ``worker start``, ``coordinator start`` and ``ui`` serve when
+            given no ``-f``/``-m``: comma-separated entries, each a Python file (ending in
+            ``.py``, relative to the working directory) or a module name.
+        api_token: the token the web UI and HTTP API ask for (empty: none, loopback only).
     """
 
     model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore")
@@ -45,6 +46,9 @@ class Settings(BaseSettings):
     no_consumer_delay: float = 60.0
     # Run coordinator: runs driven at once by one coordinator process.
     max_concurrent_runs: int = 200
+    # Web UI and HTTP API (`orchestrator ui`): when set, every endpoint but /api/health asks
+    # for this token (Authorization: Bearer ..., or the UI's login cookie).
+    api_token: str = ""
 
     @property
     def storage_dir(self) -> str:
@@ -58,6 +62,19 @@ class Settings(BaseSettings):
 
     def resolved_broker_url(self) -> str:
         return self.broker_url or self.resolved_redis_url()
+
+    def broker_transport_options(self) -> dict[str, object]:
+        """kombu transport options of every broker connection (workers, executors, the UI's
+        queue depths): one sub-queue per priority level on Redis, under our key prefix."""
+        return {
+            "visibility_timeout": self.visibility_timeout,
+            "priority_steps": list(range(self.max_priority + 1)),
+            "sep": ":",
+            "queue_order_strategy": "priority",
+            # Redis broker: Celery's keys under our prefix too, so deployments sharing a
+            # server do not share queues (ignored by other transports).
+            "global_keyprefix": f"{self.key_prefix}:celery:",
+        }
 
 
 _cache: dict[tuple[str | None, ...], Settings] = {}

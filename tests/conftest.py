@@ -17,7 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-pytest_plugins = ["tests.servers", "tests.celery_support"]
+pytest_plugins = ["tests.servers", "tests.celery_support", "tests.web_support"]
 
 
 @pytest.fixture(autouse=True)

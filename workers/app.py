@@ -73,15 +73,7 @@ def create_app(
         task_create_missing_queues=True,
         task_queue_max_priority=settings.max_priority,
         task_default_priority=broker_priority(0, broker_url, settings.max_priority),
-        broker_transport_options={
-            "visibility_timeout": settings.visibility_timeout,
-            "priority_steps": list(range(settings.max_priority + 1)),
-            "sep": ":",
-            "queue_order_strategy": "priority",
-            # Redis broker: Celery's keys under our prefix too, so deployments sharing a
-            # server do not share queues (ignored by other transports).
-            "global_keyprefix": f"{settings.key_prefix}:celery:",
-        },
+        broker_transport_options=settings.broker_transport_options(),
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         worker_hijack_root_logger=False,

@@ -33,9 +33,17 @@ DEFAULT_LOCATION = "examples/distributed.py"
     help="Steps the local worker runs at once.",
 )
 @click.option("-Q", "--queues", default="orchestrator", show_default=True)
-def dev(files: tuple[str, ...], modules: tuple[str, ...], concurrency: int, queues: str) -> None:
+@click.option("--ui-port", default=3000, show_default=True, help="Port of the web UI (0: none).")
+def dev(
+    files: tuple[str, ...],
+    modules: tuple[str, ...],
+    concurrency: int,
+    queues: str,
+    ui_port: int,
+) -> None:
     """Start the embedded Valkey server (unless ORCHESTRATOR_REDIS_URL is set), a local
-    Celery worker pool and a run coordinator, then wait until Ctrl-C.
+    Celery worker pool, a run coordinator and the web UI on 127.0.0.1, then wait until
+    Ctrl-C.
 
     \b
     In another terminal:
@@ -51,6 +59,12 @@ def dev(files: tuple[str, ...], modules: tuple[str, ...], concurrency: int, queu
     locations, instance = serving_setup(files, modules)
     worker = LocalWorkerPool(files, modules, queues.split(","), concurrency)
     coord = Coordinator(instance, locations)
+    web = None
+    if ui_port:
+        from orchestrator.cli.ui import BackgroundServer, build_server, url_for
+
+        web = BackgroundServer(build_server(files, modules, "127.0.0.1", ui_port))
+        web.start()
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         coord.stop()
@@ -63,11 +77,14 @@ def dev(files: tuple[str, ...], modules: tuple[str, ...], concurrency: int, queu
         f"orchestrator dev: Redis at {url.get('host')}:{url.get('port')}, a worker "
         f"(pid {worker.pid}, {concurrency} processes, queues {queues}) and a coordinator are "
         f"running for {', '.join(str(loc) for loc in locations)}.\n"
-        f"Launch a run:  orchestrator job launch -f {files[0] if files else '...'} -j <job>\n"
+        + (f"Web UI: {url_for('127.0.0.1', ui_port)}\n" if web is not None else "")
+        + f"Launch a run:  orchestrator job launch -f {files[0] if files else '...'} -j <job>\n"
         "Stop with Ctrl-C.",
         markup=False,
     )
     try:
         coord.serve()
     finally:
+        if web is not None:
+            web.stop()
         worker.stop()

@@ -21,6 +21,7 @@ COMMAND_GROUPS: dict[str, str] = {
     "coordinator": "orchestrator.cli.coordinator:coordinator",
     "concurrency": "orchestrator.cli.concurrency:concurrency",
     "dev": "orchestrator.cli.dev:dev",
+    "ui": "orchestrator.cli.ui:ui",
 }
 
 

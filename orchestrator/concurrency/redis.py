@@ -382,6 +382,20 @@ class RedisLimiter:
         info = LeaseInfo.from_fields(lease_id, fields)
         return info if info.expires > sec + usec / 1e6 else None
 
+    def run_leases(self, run_id: str) -> list[LeaseInfo]:
+        """The live leases (held or waiting) of one run's steps, in two round trips."""
+        lease_ids = sorted(str(i) for i in self.client.smembers(self.keys.limit_run(run_id)))
+        if not lease_ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for lease_id in lease_ids:
+            pipe.hgetall(self.keys.limit_lease(lease_id))
+        pipe.time()
+        *rows, (sec, usec) = pipe.execute()
+        now = sec + usec / 1e6
+        leases = [LeaseInfo.from_fields(i, f) for i, f in zip(lease_ids, rows, strict=True) if f]
+        return [lease for lease in leases if lease.expires > now]
+
     # -- views ----------------------------------------------------------------------------
 
     def _view(self, buckets: Sequence[str] | None) -> dict[str, Any]:

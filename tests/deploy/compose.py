@@ -69,11 +69,13 @@ class Compose:
         self.code_dir = code_dir
         self.workers = workers
         self.redis_port = free_port()
+        self.ui_port = free_port()
         self.env = {
             **os.environ,
             "COMPOSE_PROJECT_NAME": PROJECT,
             "REDIS_PASSWORD": PASSWORD,
             "REDIS_HOST_PORT": str(self.redis_port),
+            "UI_PORT": str(self.ui_port),
             "ORCHESTRATOR_CODE_DIR": str(code_dir),
             "ORCHESTRATOR_CODE_LOCATIONS": "distributed.py,deploy_jobs.py",
             # a killed worker's step comes back after its lease: short, to keep the suite short

@@ -127,7 +127,8 @@ def test_config_validates_and_needs_a_password(deployment: Compose) -> None:
 
 def test_services_become_healthy(deployment: Compose, instance: RedisInstance) -> None:
     containers = {
-        service: deployment.containers(service) for service in ("redis", "coordinator", "worker")
+        service: deployment.containers(service)
+        for service in ("redis", "coordinator", "worker", "ui")
     }
     assert len(containers["worker"]) == 3
     for service, ids in containers.items():
@@ -164,6 +165,41 @@ def test_distributed_example_runs_on_several_worker_containers(
     shown = deployment.cli("run", "show", run_id)
     assert "succeeded" in shown and "Worker" in shown
     assert_each_step_succeeded_once(instance, [run_id])
+
+
+def test_the_ui_container_launches_and_shows_runs(
+    deployment: Compose, instance: RedisInstance
+) -> None:
+    import httpx
+
+    base = f"http://127.0.0.1:{deployment.ui_port}"
+    wait_until(
+        "the UI to answer on the host's loopback",
+        lambda: _answers(f"{base}/api/health"),
+        RUN_BOUND,
+    )
+    with httpx.Client(base_url=base, timeout=30) as http:
+        jobs = {j["name"] for j in http.get("/api/jobs").json()["jobs"]}
+        assert "warehouse_load" in jobs
+        launched = http.post("/api/runs", json={"job": "warehouse_load"})
+        assert launched.status_code == 201, launched.text
+        run_id = launched.json()["run_id"]
+        assert finish(instance, [run_id]) == {run_id: RunStatus.SUCCESS}
+        detail = http.get(f"/api/runs/{run_id}").json()
+        assert all(s["state"] == "succeeded" and s["worker"] for s in detail["steps"])
+        workers = http.get("/api/workers").json()["workers"]
+        assert len(workers) >= 3
+        assert "orchestrator_workers_live" in http.get("/metrics").text
+        assert "/static/app.js" in http.get(f"/runs/{run_id}").text
+
+
+def _answers(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=3).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def test_cross_run_limit_set_with_the_cli_holds_across_containers(

@@ -1,0 +1,121 @@
+"""Jobs for the web UI and HTTP API tests, loaded by module name by the server, coordinator
+and worker processes the tests start.
+
+``greet`` takes required config; ``hold`` waits on a file the test creates (so a run stays
+running, or a step stays waiting for a slot, exactly as long as the test needs); ``flaky``
+fails until a marker file exists (re-execution from failure); ``daily`` is partitioned;
+``on_celery`` runs on Celery workers.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from orchestrator import (
+    Config,
+    StaticPartitionsDefinition,
+    celery_executor,
+    in_process_executor,
+    job,
+    op,
+)
+
+WAIT_LIMIT_SECONDS = 60.0  # a hold op gives up (fails) after this: a test never hangs
+
+
+class GreetConfig(Config):
+    name: str
+    times: int = 1
+
+
+@op
+def make_greeting(config: GreetConfig) -> str:
+    return " ".join([f"hello {config.name}"] * config.times)
+
+
+@op
+def shout(greeting: str) -> str:
+    return greeting.upper()
+
+
+@job(executor_def=in_process_executor)
+def greet() -> None:
+    shout(make_greeting())
+
+
+class HoldConfig(Config):
+    release_file: str = ""  # the op returns once this file exists ("" returns at once)
+
+
+def _wait_for(path: str) -> None:
+    deadline = time.monotonic() + WAIT_LIMIT_SECONDS
+    while path and not Path(path).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} was never created")
+        time.sleep(0.05)
+
+
+@op(tags={"web_test_db": "main"})
+def hold_slot(config: HoldConfig) -> int:
+    _wait_for(config.release_file)
+    return 1
+
+
+@op
+def after_hold(n: int) -> int:
+    return n + 1
+
+
+@job(executor_def=in_process_executor)
+def hold() -> None:
+    after_hold(hold_slot())
+
+
+class FlakyConfig(Config):
+    marker: str
+
+
+@op
+def first() -> int:
+    return 1
+
+
+@op
+def second(config: FlakyConfig, n: int) -> int:
+    if not Path(config.marker).exists():
+        raise RuntimeError(f"marker {config.marker} is missing")
+    return n + 1
+
+
+@op
+def third(n: int) -> int:
+    return n + 1
+
+
+@job(executor_def=in_process_executor)
+def flaky() -> None:
+    third(second(first()))
+
+
+@op
+def partition_echo(context) -> str:  # type: ignore[no-untyped-def]
+    return str(context.partition_key)
+
+
+@job(
+    executor_def=in_process_executor,
+    partitions_def=StaticPartitionsDefinition(["eu", "us", "apac"]),
+)
+def regional() -> None:
+    partition_echo()
+
+
+@op
+def celery_step() -> int:
+    return 7
+
+
+@job(executor_def=celery_executor)
+def on_celery() -> None:
+    celery_step()
