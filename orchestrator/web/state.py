@@ -13,7 +13,6 @@ from orchestrator.concurrency.redis import RedisLimiter
 from orchestrator.definitions.job import JobDefinition
 from orchestrator.definitions.reconstruct import CodeLocation, JobPointer
 from orchestrator.distributed.workers import ProcessRegistry, WorkerRegistry
-from orchestrator.errors import CodeLocationError
 from orchestrator.loading import jobs_in_module
 from orchestrator.settings import Settings
 from orchestrator.storage.redis import RedisInstance
@@ -50,7 +49,7 @@ class Catalog:
                 for location in self.locations:
                     try:
                         located = jobs_in_module(location.load())
-                    except (CodeLocationError, Exception) as exc:  # shown on the jobs page
+                    except Exception as exc:  # CodeLocationError, or its code raised: shown
                         self.errors[str(location)] = f"{type(exc).__name__}: {exc}"
                         continue
                     for name, (job, pointer) in located.items():
