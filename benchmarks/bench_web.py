@@ -36,6 +36,7 @@ from orchestrator.execution.events import EventType, make_event  # noqa: E402
 from orchestrator.storage.base import RunRecord, RunStatus  # noqa: E402
 from orchestrator.storage.redis import RedisInstance  # noqa: E402
 
+UI_COMMAND = [sys.executable, "-m", "orchestrator.cli.main", "ui", "-f", "bench_web_jobs.py"]
 STATUSES = [RunStatus.SUCCESS] * 6 + [RunStatus.FAILURE, RunStatus.CANCELED, RunStatus.STARTED]
 
 
@@ -118,8 +119,7 @@ def main() -> None:
         )
         port = free_port()
         ui = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli.main", "ui", "-f", "bench_web_jobs.py"]
-            + ["--port", str(port)],
+            [*UI_COMMAND, "--port", str(port)],
             cwd=HERE,
             env=env,
             stdout=subprocess.DEVNULL,

@@ -199,7 +199,7 @@ export function createEventLog(runId, { onEvent, onEnd }) {
         event: receive,
         end: (end) => {
           source.close();
-          setLive('off');
+          setLive('ended');
           status.textContent = `run ended: ${end.status}`;
           onEnd(end);
         },
@@ -210,6 +210,8 @@ export function createEventLog(runId, { onEvent, onEnd }) {
       });
       source.addEventListener('open', () => { status.textContent = 'live'; });
     },
+    /** How many events are known: the stored ones loaded, then the live ones. */
+    get count() { return events.length; },
     /** Step keys of the run (from its detail), listed first in the step filter. */
     knowSteps(keys) {
       let grown = false;

@@ -244,11 +244,11 @@ export function openStream(url, handlers, onopen) {
   return source;
 }
 
-/** The indicator in the nav: 'live', 'reconnecting', 'off' or 'polling'. */
+/** The indicator in the nav: 'live', 'reconnecting', 'off', 'ended' or 'polling'. */
 export function setLive(state) {
   const el = document.getElementById('live');
   if (!el) return;
-  const text = { live: 'live', reconnecting: 'reconnecting…', off: 'not live', polling: 'auto-refresh' }[state] || '';
+  const text = { live: 'live', reconnecting: 'reconnecting…', off: 'not live', ended: 'run ended', polling: 'auto-refresh' }[state] || '';
   el.dataset.state = state;
   el.textContent = text;
   el.hidden = !text;

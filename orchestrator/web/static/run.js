@@ -155,4 +155,7 @@ export async function render(root, runId) {
   syncStrategy();
   renderDetail();
   await log.start();
+  // Events stored between the detail's fetch and the log's load come on no stream (and if the
+  // run ended meanwhile, no stream opens at all): the detail is stale, fetch it again.
+  if (log.count > detail.event_count) await refresh();
 }

@@ -41,7 +41,9 @@ export function createSteps({ onCheck }) {
       h('td', { class: 'details' },
         step.state === 'waiting for slot' ? waitReason(step.wait, runId) : null,
         step.error ? h('p', { class: 'step-error', testid: 'step-error' }, step.error) : null,
-        step.note ? h('p', { class: 'step-note', testid: 'step-note' }, step.note) : null),
+        // a waiting step's note says what its wait reason shows in full
+        step.note && !(step.state === 'waiting for slot' && step.wait)
+          ? h('p', { class: 'step-note', testid: 'step-note' }, step.note) : null),
     ];
   }
 
