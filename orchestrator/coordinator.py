@@ -560,11 +560,11 @@ class Coordinator:
                 plan, run_id, UnlimitedArbiter(), events, self.settings.max_lost_attempts
             )
         else:
-            instance.store_events(  # with the scheduler's pass
-                [
-                    make_event(
-                        EventType.RUN_STARTING, run_id, f"Coordinator {self.id} is starting the run"
-                    )
-                ]
+            starting = make_event(
+                EventType.RUN_STARTING, run_id, f"Coordinator {self.id} is starting the run"
             )
+            if executor.events_via_stream:
+                instance.store_events([starting])  # with the scheduler's pass, as RUN_START
+            else:  # its own thread stores RUN_START at once: this one must come first
+                instance.store_event(starting)
         return _Prepared(ctx, executor, loop, started)

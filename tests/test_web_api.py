@@ -67,6 +67,8 @@ def test_launch_show_events_and_metrics(web_stack: WebStack) -> None:
         everything = http.get(f"/api/runs/{run_id}/events").json()
         ids = [e["id"] for e in everything["events"]]
         assert everything["has_more"] is False and len(ids) >= 6
+        types = [e["type"] for e in everything["events"]]
+        assert types[:3] == ["RUN_ENQUEUED", "RUN_STARTING", "RUN_START"]
         page = http.get(f"/api/runs/{run_id}/events", params={"after": ids[2], "limit": 2}).json()
         assert [e["id"] for e in page["events"]] == ids[3:5]
         assert page["cursor"] == ids[4] and page["has_more"] is True
