@@ -311,18 +311,6 @@ def open_browser(base_url: str, request: pytest.FixtureRequest) -> Iterator[Brow
 # -- the API, for what a test sets up around the page ----------------------------------------
 
 
-def launch(http: httpx.Client, job: str, **body: Any) -> str:
-    """Launch ``job`` through the HTTP API; its run id."""
-    response = http.post("/api/runs", json={"job": job, **body})
-    assert response.status_code == 201, response.text
-    return str(response.json()["run_id"])
-
-
-def hold_config(release: Path) -> dict[str, Any]:
-    """Run config of ``hold``: its step runs until ``release`` exists."""
-    return {"ops": {"hold_slot": {"config": {"release_file": str(release)}}}}
-
-
 def step_of(http: httpx.Client, run_id: str, step_key: str) -> dict[str, Any] | None:
     steps = http.get(f"/api/runs/{run_id}").json()["steps"]
     return next((s for s in steps if s["step_key"] == step_key), None)

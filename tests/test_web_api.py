@@ -14,19 +14,9 @@ import pytest
 
 from orchestrator.concurrency.redis import RedisLimiter
 from tests.waiting import wait_until
-from tests.web_support import WEB_TOKEN, WebStack
+from tests.web_support import WEB_TOKEN, WebStack, launch
 
 GREET_YAML = "ops:\n  make_greeting:\n    config:\n      name: web\n"
-
-
-def launch(http: httpx.Client, job: str, **body: Any) -> str:
-    response = http.post("/api/runs", json={"job": job, **body})
-    assert response.status_code == 201, response.text
-    return str(response.json()["run_id"])
-
-
-def hold_config(release: Path) -> dict[str, Any]:
-    return {"ops": {"hold_slot": {"config": {"release_file": str(release)}}}}
 
 
 def finished(http: httpx.Client, run_id: str) -> dict[str, Any]:

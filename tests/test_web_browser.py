@@ -18,13 +18,11 @@ from tests.browser_support import (
     Browser,
     css,
     finished_status,
-    hold_config,
-    launch,
     open_browser,
     require_browser,
     wait_step_state,
 )
-from tests.web_support import WebStack
+from tests.web_support import WebStack, hold_config, launch
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -151,3 +152,18 @@ def web_token_server(
         coordinator=False,
         worker=False,
     )
+
+
+# -- the API, for what a test sets up ---------------------------------------------------------
+
+
+def launch(http: httpx.Client, job: str, **body: Any) -> str:
+    """Launch ``job`` through the HTTP API; its run id."""
+    response = http.post("/api/runs", json={"job": job, **body})
+    assert response.status_code == 201, response.text
+    return str(response.json()["run_id"])
+
+
+def hold_config(release: Path) -> dict[str, Any]:
+    """Run config of ``hold``: its step runs until ``release`` exists."""
+    return {"ops": {"hold_slot": {"config": {"release_file": str(release)}}}}
