@@ -428,3 +428,24 @@ def test_pages_are_served(web_stack: WebStack, path: str) -> None:
         page = http.get(path)
         assert page.status_code == 200 and "/static/app.js" in page.text
         assert http.get("/static/app.js").status_code == 200
+
+
+def test_a_slot_held_by_an_ended_run_is_flagged(web_stack: WebStack) -> None:
+    from orchestrator.concurrency.config import TagConcurrencyLimit
+
+    with web_stack.http() as http:
+        run_id = launch(http, "greet", run_config_yaml=GREET_YAML)
+        finished(http, run_id)
+        limiter = RedisLimiter(web_stack.client, web_stack.keys)
+        limiter.set_limit(TagConcurrencyLimit(key="leak_test", limit=1))
+        lease_id = f"{run_id}:make_greeting:9"  # a lease its run never released
+        assert limiter.acquire(lease_id, run_id, "make_greeting", 9, {"leak_test": "x"})
+        try:
+            view = http.get("/api/concurrency").json()["limits"]
+            card = next(lim for lim in view if lim["spec"] == "leak_test")
+            (holder,) = card["buckets"][0]["holders"]
+            assert holder["lease_id"] == lease_id and holder["run_ended"] is True
+            freed = http.post("/api/concurrency/free", json={"lease_id": lease_id})
+            assert freed.json() == {"freed": 1}
+        finally:
+            http.delete("/api/concurrency/limits/leak_test")
