@@ -114,6 +114,8 @@ def test_idempotency_key_launches_one_run(web_stack: WebStack) -> None:
         assert second.json()["created"] is False
         runs = http.get("/api/runs", params={"tag": []}).json()["runs"]
         assert sum(r["run_id"] == first.json()["run_id"] for r in runs) == 1
+        other = http.post("/api/runs", json={**body, "tags": {"other": "request"}})
+        assert other.status_code == 409 and first.json()["run_id"] in other.json()["message"]
         bad = {"job": "greet", "run_config_yaml": "ops: {}", "idempotency_key": key + "-bad"}
         assert http.post("/api/runs", json=bad).status_code == 422
         good = {**bad, "run_config_yaml": GREET_YAML}
@@ -213,6 +215,23 @@ def test_cancel_and_reexecute(web_stack: WebStack, tmp_path: Path) -> None:
         assert [s["step_key"] for s in rerun["steps"]] == ["third"]
         nothing = http.post(f"/api/runs/{failing}/reexecute", json={"strategy": "selected"})
         assert nothing.status_code == 422
+
+
+def test_reexecution_from_failure_of_a_fan_in_reads_the_stored_parts(
+    web_stack: WebStack, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    config = {"ops": {"part_b": {"config": {"marker": str(marker)}}}}
+    with web_stack.http() as http:
+        failed = launch(http, "fan_in", run_config=config)
+        assert finished(http, failed)["run"]["status"] == "FAILURE"
+        marker.write_text("ok")
+        again = http.post(f"/api/runs/{failed}/reexecute", json={"strategy": "from_failure"})
+        assert again.status_code == 201, again.text
+        child = finished(http, again.json()["run_id"])
+        assert child["run"]["status"] == "SUCCESS"  # gather got [1, 2, 3], in order
+        ran = {s["step_key"] for s in child["steps"] if s["state"] == "succeeded"}
+        assert ran == {"part_b", "gather"}
 
 
 def _sse(

@@ -119,3 +119,32 @@ def celery_step() -> int:
 @job(executor_def=celery_executor)
 def on_celery() -> None:
     celery_step()
+
+
+@op
+def part_a() -> int:
+    return 1
+
+
+@op
+def part_b(config: FlakyConfig) -> int:
+    if not Path(config.marker).exists():
+        raise RuntimeError(f"marker {config.marker} is missing")
+    return 2
+
+
+@op
+def part_c() -> int:
+    return 3
+
+
+@op
+def gather(parts: list[int]) -> int:
+    if parts != [1, 2, 3]:  # every part, in the fan-in's order
+        raise ValueError(f"gathered {parts}")
+    return sum(parts)
+
+
+@job(executor_def=in_process_executor)
+def fan_in() -> None:
+    gather([part_a(), part_b(), part_c()])

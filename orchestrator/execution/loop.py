@@ -347,7 +347,8 @@ class ExecutionLoop:
             if step_input.kind not in (InputKind.STEP_OUTPUT, InputKind.NOTHING):
                 continue
             missing = []
-            for src in step_input.sources:
+            here = [src for src in step_input.sources if src.run_id is None]
+            for src in here:  # (a fan-in's sources read from the parent run are stored)
                 state = self.state[src.step_key]
                 if state is StepState.FAILED:
                     return f"upstream step {src.step_key!r} failed"

@@ -216,7 +216,13 @@ class StepRunner:
                     try:
                         values.append(
                             self._load(
-                                step, spec, name, run_id, src.step_key, src.output_name, scope
+                                step,
+                                spec,
+                                name,
+                                src.run_id or run_id,
+                                src.step_key,
+                                src.output_name,
+                                scope,
                             )
                         )
                     except OutputStorageError:

@@ -108,6 +108,9 @@ class _InputPlanner:
             return StepInput(name, kind, sources=refs, fan_in=isinstance(source, FanIn))
         if spec.is_nothing:
             return None  # an order-only dependency on something not run: nothing to wait for
+        mixed = self._mixed_fan_in(source)
+        if mixed is not None:
+            return StepInput(name, InputKind.STEP_OUTPUT, sources=mixed, fan_in=True)
         provided = self._provided(node.handle, name, source)
         if provided is not None:
             return provided
@@ -121,6 +124,25 @@ class _InputPlanner:
         ):
             return None
         return tuple(StepOutputHandle(p.step_key, p.output) for p in parts)  # type: ignore[union-attr]
+
+    def _mixed_fan_in(self, source: Source) -> tuple[StepOutputHandle, ...] | None:
+        """A re-execution's fan-in whose sources are partly steps run again and partly
+        outputs the parent run stored (read from it, in the fan-in's order); None otherwise."""
+        if self.parent is None or not isinstance(source, FanIn):
+            return None
+        refs = []
+        for part in source.sources:
+            if not isinstance(part, FromStep):
+                return None
+            if part.step_key in self.selected:
+                refs.append(StepOutputHandle(part.step_key, part.output))
+            elif (part.step_key, part.output) in self.parent.outputs:
+                refs.append(StepOutputHandle(part.step_key, part.output, self.parent.run_id))
+            else:
+                return None
+        if all(ref.run_id is not None for ref in refs):
+            return None  # all stored: a PARENT_RUN input (see _provided)
+        return tuple(refs)
 
     def _provided(self, handle: str, name: str, source: Source) -> StepInput | None:
         op_inputs = self.config.op_inputs.get(handle, {})
@@ -165,8 +187,21 @@ class _InputPlanner:
     def _missing_message(self, node: OpNode, name: str, source: Source) -> str:
         if isinstance(source, FromStep | FanIn):
             parts = source.sources if isinstance(source, FanIn) else (source,)
-            upstream = ", ".join(repr(p.step_key) for p in parts if isinstance(p, FromStep))
-            why = f"its upstream op {upstream} is not selected"
+            absent = [
+                p.step_key
+                for p in parts
+                if isinstance(p, FromStep)
+                and p.step_key not in self.selected
+                and (self.parent is None or (p.step_key, p.output) not in self.parent.outputs)
+            ]
+            upstream = ", ".join(repr(key) for key in absent)
+            if self.parent is not None:
+                why = (
+                    f"upstream op {upstream} is not selected and parent run "
+                    f"{self.parent.run_id} stored no output of it"
+                )
+            else:
+                why = f"its upstream op {upstream} is not selected"
         elif isinstance(source, FromJobInput):
             why = f"it comes from the job input {source.name!r}, which has no value"
         else:

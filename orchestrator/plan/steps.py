@@ -38,17 +38,22 @@ class InputKind(StrEnum):
 
 @dataclass(frozen=True)
 class StepOutputHandle:
-    """Names one output of one step."""
+    """Names one output of one step: of this run, or (``run_id`` set) of the parent run a
+    re-execution reads it from (a fan-in mixing re-run steps and stored outputs)."""
 
     step_key: str
     output_name: str = "result"
+    run_id: str | None = None
 
     def to_dict(self) -> dict[str, str]:
-        return {"step_key": self.step_key, "output_name": self.output_name}
+        out = {"step_key": self.step_key, "output_name": self.output_name}
+        if self.run_id is not None:
+            out["run_id"] = self.run_id
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StepOutputHandle:
-        return cls(data["step_key"], data["output_name"])
+        return cls(data["step_key"], data["output_name"], data.get("run_id"))
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,7 @@ class StepInput:
     def upstream_keys(self) -> set[str]:
         """Steps of this run the input waits for."""
         if self.kind in (InputKind.STEP_OUTPUT, InputKind.NOTHING):
-            return {s.step_key for s in self.sources}
+            return {s.step_key for s in self.sources if s.run_id is None}
         return set()
 
     def to_dict(self) -> dict[str, Any]:

@@ -88,7 +88,7 @@ def build_router() -> APIRouter:
                 {"status": "unavailable", "message": f"Redis does not answer: {exc}"},
                 status_code=503,
             )
-        return {"status": "ok", "version": __version__}
+        return {"status": "ok", "version": __version__, "auth": bool(state.token)}
 
     @router.get("/jobs", tags=["jobs"])
     def jobs(request: Request) -> dict[str, Any]:
@@ -161,8 +161,17 @@ def build_router() -> APIRouter:
         lim_value: str | dict[str, bool] | None = (
             {APPLY_PER_UNIQUE: True} if per_unique_value else value
         )
-        if not _state(request).limiter.delete_limit(key, lim_value):
-            raise ApiError(404, f"no limit {spec_for(key, lim_value)!r}")
+        limiter = _state(request).limiter
+        if not limiter.delete_limit(key, lim_value):
+            same_key = sorted(
+                spec_for(lim.key, lim.value) for lim in limiter.list_limits() if lim.key == key
+            )
+            hint = f"; limits on {key!r}: {', '.join(same_key)}" if same_key else ""
+            raise ApiError(
+                404,
+                f"no limit {spec_for(key, lim_value)!r}{hint} (give value=... or "
+                "per_unique_value=true to name one)",
+            )
         return {"deleted": spec_for(key, lim_value)}
 
     @router.post("/concurrency/free", tags=["concurrency"])

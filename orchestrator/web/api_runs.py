@@ -242,6 +242,7 @@ def build_router() -> APIRouter:
         returned (pass it as ``after``), ``has_more`` whether more are stored."""
         state = _state(request)
         _record(state, run_id)
+        after = after or None  # an empty cursor: from the start
         rows = state.instance.get_events(run_id, after=after, limit=limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
@@ -263,7 +264,7 @@ def build_router() -> APIRouter:
         ended."""
         state = _state(request)
         await anyio.to_thread.run_sync(_record, state, run_id)
-        start = last_event_id or after
+        start = last_event_id or after or None
         if start is not None:  # a bad cursor is a 422 now, not a broken stream later
             await anyio.to_thread.run_sync(
                 lambda: state.instance.get_events(run_id, after=start, limit=1)

@@ -50,7 +50,7 @@ def _authorized(request: Request, token: str) -> bool:
 
 
 def _is_page(path: str) -> bool:
-    return not path.startswith(("/api/", "/metrics", "/openapi.json", "/docs", "/redoc"))
+    return not path.startswith(("/api/", "/metrics", "/openapi.json"))
 
 
 def create_app(state: WebState) -> FastAPI:
@@ -70,7 +70,7 @@ def create_app(state: WebState) -> FastAPI:
         title="orchestrator",
         version=__version__,
         description="Launch, watch and operate runs: the API the web UI uses.",
-        docs_url="/docs",
+        docs_url=None,  # Swagger UI loads from a CDN: nothing here fetches from the network
         redoc_url=None,
     )
     app.state.web = state
@@ -100,9 +100,12 @@ def create_app(state: WebState) -> FastAPI:
             return await call_next(request)
         if _is_page(path):
             return _login(path + (f"?{request.url.query}" if request.url.query else ""), "", 401)
+        sent = request.headers.get("authorization") or request.cookies.get(COOKIE)
         return JSONResponse(
             error_body(
-                "this server asks for a token: send 'Authorization: Bearer <token>' "
+                "that token is not valid (ORCHESTRATOR_API_TOKEN of the server)"
+                if sent
+                else "this server asks for a token: send 'Authorization: Bearer <token>' "
                 "(ORCHESTRATOR_API_TOKEN)"
             ),
             status_code=401,

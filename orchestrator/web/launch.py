@@ -3,6 +3,8 @@ path, op selection previews, config scaffolds, and launches deduplicated by idem
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -166,18 +168,51 @@ def scaffold_config(state: WebState, spec: LaunchSpec) -> dict[str, Any]:
     return dict(scaffold(base, run_config_schema(job)))
 
 
+def _fingerprint(spec: LaunchSpec) -> str:
+    """What a launch asked for, so a reused idempotency key is matched to the same request."""
+    fields = {
+        "job": spec.job,
+        "location": spec.location,
+        "run_config": spec.run_config,
+        "run_config_yaml": spec.run_config_yaml,
+        "tags": dict(spec.tags or {}),
+        "op_selection": list(spec.op_selection or []),
+        "partition_key": spec.partition_key,
+    }
+    text = json.dumps(fields, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _claim_key(state: WebState, key: str, run_id: str, fingerprint: str) -> str | None:
+    """Take idempotency key ``key`` for ``run_id``; None when taken now, else the run it
+    launched before (ApiError 409 when that was a different request)."""
+    client, name = state.client, state.instance.keys.idempotency(key)
+    value = json.dumps({"run_id": run_id, "request": fingerprint})
+    if client.set(name, value, nx=True, ex=IDEMPOTENCY_TTL_SECONDS):
+        return None
+    stored = client.get(name)
+    if not stored:  # expired meanwhile
+        client.set(name, value, ex=IDEMPOTENCY_TTL_SECONDS)
+        return None
+    earlier = json.loads(str(stored))
+    if earlier.get("request") != fingerprint:
+        raise ApiError(
+            409,
+            f"idempotency key {key!r} was used for a different request (run "
+            f"{earlier.get('run_id')}); use a new key for a new launch",
+        )
+    return str(earlier["run_id"])
+
+
 def launch(state: WebState, spec: LaunchSpec, idempotency_key: str | None) -> tuple[str, bool]:
     """Queue a run; returns (run id, created). A reused idempotency key returns the run it
-    launched first (created False) and launches nothing."""
-    client, keys = state.client, state.instance.keys
+    launched first (created False) and launches nothing; with a different request it is a
+    409."""
     run_id = str(uuid.uuid4())
     if idempotency_key is not None:
-        key = keys.idempotency(idempotency_key)
-        if not client.set(key, run_id, nx=True, ex=IDEMPOTENCY_TTL_SECONDS):
-            existing = client.get(key)
-            if existing:
-                return str(existing), False
-            client.set(key, run_id, ex=IDEMPOTENCY_TTL_SECONDS)  # expired meanwhile
+        earlier = _claim_key(state, idempotency_key, run_id, _fingerprint(spec))
+        if earlier is not None:
+            return earlier, False
     try:
         found, run_config = check(state, spec)
         launch_run(
@@ -190,8 +225,11 @@ def launch(state: WebState, spec: LaunchSpec, idempotency_key: str | None) -> tu
             run_id=run_id,
         )
     except BaseException:
-        if idempotency_key is not None and client.get(keys.idempotency(idempotency_key)) == run_id:
-            client.delete(keys.idempotency(idempotency_key))  # nothing launched: free the key
+        if idempotency_key is not None:  # nothing launched: free the key
+            name = state.instance.keys.idempotency(idempotency_key)
+            stored = state.client.get(name)
+            if stored and json.loads(str(stored)).get("run_id") == run_id:
+                state.client.delete(name)
         raise
     return run_id, True
 

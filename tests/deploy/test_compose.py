@@ -298,7 +298,7 @@ def test_data_survives_down_and_up_and_down_v_removes_it(
     try:
         listed = wait_until("runs listed after up", lambda: set(after.get_run_ids()) or None)
         assert before <= listed
-        out = deployment.cli("run", "list")
+        out = deployment.cli("run", "list", "--limit", "1000")  # every run, not the newest 20
         assert next(iter(before))[:8] in out
     finally:
         after.close()

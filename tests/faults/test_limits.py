@@ -5,6 +5,7 @@ own gauge as the witness."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,9 @@ def test_in_process_run_on_a_shared_instance_waits_for_its_slot(
 ) -> None:
     # Given a limit of 1 on gate=one, held by a Celery step that waits for a gate file
     limiter.set_limit(TagConcurrencyLimit(key="gate", value="one", limit=1))
+    # processes cache limit definitions for limits_ttl seconds (documented): a coordinator
+    # that read them just before would start the holder unlimited
+    time.sleep(limiter.limits_ttl + 0.5)
     gate = tmp_path / "gate-open"
     holder = launch_run(
         reconstructable(jobs.gate_holder),
@@ -149,6 +153,9 @@ def test_in_process_run_on_a_shared_instance_waits_for_its_slot(
         "the holder's body to start",
         lambda: marks.body_counts(fault_root(env), [holder]),
     )
+    assert any(
+        h.run_id == holder for state in limiter.snapshot() for b in state.buckets for h in b.holders
+    ), "the holder runs without holding the slot"
     # When an in-process run on the same instance wants the same slot
     box: dict[str, Any] = {}
 

@@ -36,4 +36,16 @@ async function main() {
   }
 }
 
+/** Log out means something only when the server asks for a token. */
+async function showLogout() {
+  try {
+    const health = await (await fetch('/api/health')).json();
+    const form = document.querySelector('form.logout');
+    if (form && health.auth === false) form.hidden = true;
+  } catch (_err) {
+    // the server is away: leave the button; the page says what failed
+  }
+}
+
+showLogout();
 main();
