@@ -100,21 +100,11 @@ def launch_run(
             f"{type(instance).__name__}; pass Instance.from_url('redis://...') or leave "
             "instance out to use the deployment's (ORCHESTRATOR_REDIS_URL or the embedded server)"
         )
-    parent = None
-    if reexecution_options is not None:
-        from orchestrator.execution.reexecution import reexecution_run
+    from orchestrator.execution.reexecution import reexecution_arguments
 
-        again = reexecution_run(
-            instance,
-            reexecution_options,
-            job=job,
-            run_config=run_config,
-            op_selection=op_selection,
-            partition_key=partition_key,
-            tags=tags,
-        )
-        job, run_config, op_selection = again.job, again.run_config, again.op_selection
-        partition_key, tags, parent = again.partition_key, again.tags, again.parent
+    job, run_config, op_selection, partition_key, tags, parent = reexecution_arguments(
+        instance, reexecution_options, job, run_config, op_selection, partition_key, tags
+    )
     recon = reconstructable(job)
     if op_selection:
         recon = recon.get_subset(op_selection)

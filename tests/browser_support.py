@@ -311,18 +311,6 @@ def open_browser(base_url: str, request: pytest.FixtureRequest) -> Iterator[Brow
 # -- the API, for what a test sets up around the page ----------------------------------------
 
 
-def step_of(http: httpx.Client, run_id: str, step_key: str) -> dict[str, Any] | None:
-    steps = http.get(f"/api/runs/{run_id}").json()["steps"]
-    return next((s for s in steps if s["step_key"] == step_key), None)
-
-
-def wait_step_state(http: httpx.Client, run_id: str, step_key: str, state: str) -> None:
-    wait_until(
-        f"step {step_key} of run {run_id} to be {state}",
-        lambda: (step := step_of(http, run_id, step_key)) is not None and step["state"] == state,
-    )
-
-
 def finished_status(http: httpx.Client, run_id: str) -> str:
     """Wait until the run ends; its status."""
 

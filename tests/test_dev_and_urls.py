@@ -111,6 +111,7 @@ def test_dev_runs_a_launched_distributed_run(valkey_url: str, tmp_path: Path) ->
         assert f"Web UI: http://127.0.0.1:{ui_port}" in log.read_text()
         shown = httpx.get(f"http://127.0.0.1:{ui_port}/api/runs/{run_id}", timeout=30).json()
         assert shown["run"]["status"] == "SUCCESS" and len(shown["steps"]) == 6
+        instance.close()
     finally:
         os.killpg(dev.pid, signal.SIGINT)
         try:

@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator.concurrency.redis import RedisLimiter
 from tests.waiting import wait_until
-from tests.web_support import WEB_TOKEN, WebStack, launch
+from tests.web_support import WEB_TOKEN, WebStack, launch, wait_step_state
 
 GREET_YAML = "ops:\n  make_greeting:\n    config:\n      name: web\n"
 
@@ -172,12 +172,7 @@ def test_cancel_and_reexecute(web_stack: WebStack, tmp_path: Path) -> None:
             "hold",
             run_config={"ops": {"hold_slot": {"config": {"release_file": str(release)}}}},
         )
-        wait_until(
-            "the hold step to run",
-            lambda: any(
-                s["state"] == "running" for s in http.get(f"/api/runs/{held}").json()["steps"]
-            ),
-        )
+        wait_step_state(http, held, "hold_slot", "running")
         response = http.post(f"/api/runs/{held}/cancel")
         assert response.status_code == 200
         assert response.json()["status"] in ("CANCELING", "CANCELED")
@@ -333,12 +328,7 @@ def test_concurrency_endpoints_and_wait_reason(web_stack: WebStack, tmp_path: Pa
         # processes cache limit definitions for limits_ttl seconds (documented): let it lapse
         time.sleep(RedisLimiter(web_stack.client, web_stack.keys).limits_ttl + 0.5)
         holder = launch(http, "hold", run_config=config)
-        wait_until(
-            "the first run to hold the slot",
-            lambda: any(
-                s["state"] == "running" for s in http.get(f"/api/runs/{holder}").json()["steps"]
-            ),
-        )
+        wait_step_state(http, holder, "hold_slot", "running")
         waiter = launch(http, "hold", run_config=config)
 
         def waiting() -> dict[str, Any] | None:

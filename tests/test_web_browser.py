@@ -20,9 +20,8 @@ from tests.browser_support import (
     finished_status,
     open_browser,
     require_browser,
-    wait_step_state,
 )
-from tests.web_support import WebStack, hold_config, launch
+from tests.web_support import WebStack, hold_config, launch, wait_step_state
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -9,6 +9,7 @@ second server that asks for a token. Tests talk to them over HTTP only.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -27,6 +28,7 @@ import redis
 
 from orchestrator.redis_keys import RedisKeys
 from tests.celery_support import SHORT_TIMINGS
+from tests.waiting import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 JOBS_MODULE = "tests.web_jobs"
@@ -48,8 +50,9 @@ class WebStack:
     tmp: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def client(self) -> redis.Redis:
+        """One client for the test's own reads and writes (closed by :meth:`stop`)."""
         return redis.Redis.from_url(self.env["ORCHESTRATOR_REDIS_URL"], decode_responses=True)
 
     @property
@@ -90,6 +93,8 @@ class WebStack:
         raise RuntimeError(f"the UI server did not start:\n{self.log('ui')}")
 
     def stop(self) -> None:
+        if "client" in self.__dict__:
+            self.client.close()
         for proc in self.processes.values():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -167,3 +172,15 @@ def launch(http: httpx.Client, job: str, **body: Any) -> str:
 def hold_config(release: Path) -> dict[str, Any]:
     """Run config of ``hold``: its step runs until ``release`` exists."""
     return {"ops": {"hold_slot": {"config": {"release_file": str(release)}}}}
+
+
+def step_of(http: httpx.Client, run_id: str, step_key: str) -> dict[str, Any] | None:
+    steps = http.get(f"/api/runs/{run_id}").json()["steps"]
+    return next((s for s in steps if s["step_key"] == step_key), None)
+
+
+def wait_step_state(http: httpx.Client, run_id: str, step_key: str, state: str) -> None:
+    wait_until(
+        f"step {step_key} of run {run_id} to be {state}",
+        lambda: (step := step_of(http, run_id, step_key)) is not None and step["state"] == state,
+    )

@@ -311,23 +311,19 @@ def execute_job(
     """
     from orchestrator.definitions.reconstruct import reconstructable
 
-    parent = None
-    if reexecution_options is not None:
-        from orchestrator.execution.reexecution import reexecution_run
+    if reexecution_options is not None and instance is None:
+        raise InvalidInputError("re-execution needs the instance that stores the parent run")
+    from orchestrator.execution.reexecution import reexecution_arguments
 
-        if instance is None:
-            raise InvalidInputError("re-execution needs the instance that stores the parent run")
-        again = reexecution_run(
-            instance,
-            reexecution_options,
-            job=job,
-            run_config=run_config,
-            op_selection=op_selection,
-            partition_key=partition_key,
-            tags=tags,
-        )
-        job, run_config, op_selection = again.job, again.run_config, again.op_selection
-        partition_key, tags, parent = again.partition_key, again.tags, again.parent
+    job, run_config, op_selection, partition_key, tags, parent = reexecution_arguments(
+        instance,  # type: ignore[arg-type]
+        reexecution_options,
+        job,
+        run_config,
+        op_selection,
+        partition_key,
+        tags,
+    )
     recon = reconstructable(job)
     if op_selection:
         recon = recon.get_subset(op_selection)

@@ -50,46 +50,43 @@ class ReexecutionOptions:
         return cls(run_id, tuple(todo))
 
 
-@dataclass(frozen=True)
-class ReexecutionRun:
-    """What a re-execution runs: the parent's job and its run arguments, with what the caller
-    gave taking precedence, and the parent's stored outputs."""
-
-    job: Any
-    run_config: Any
-    op_selection: list[str] | None
-    partition_key: str | None
-    tags: dict[str, Any]
-    parent: ParentRun
-
-
-def reexecution_run(
+def reexecution_arguments(
     instance: Instance,
-    options: ReexecutionOptions,
-    *,
-    job: Any = None,
-    run_config: Any = None,
-    op_selection: Sequence[str] | None = None,
-    partition_key: str | None = None,
-    tags: Mapping[str, Any] | None = None,
-) -> ReexecutionRun:
-    """Resolve a re-execution of ``options.parent_run_id``: run config, partition and tags
-    default to the parent's (its parent/root tags excepted), the job to its stored pointer.
+    options: ReexecutionOptions | None,
+    job: Any,
+    run_config: Any,
+    op_selection: Sequence[str] | None,
+    partition_key: str | None,
+    tags: Mapping[str, Any] | None,
+) -> tuple[Any, Any, list[str] | None, str | None, Mapping[str, Any] | None, ParentRun | None]:
+    """A run's (job, run config, op selection, partition key, tags, parent outputs): as given
+    when ``options`` is None; for a re-execution of ``options.parent_run_id``, what is not
+    given defaults to the parent's (its parent/root tags excepted; the job to its stored
+    pointer), and the parent's stored outputs come along.
 
     Raises:
         InvalidInputError: the parent run is unknown or stored no job pointer.
     """
+    if options is None:
+        return (
+            job,
+            run_config,
+            list(op_selection) if op_selection else None,
+            partition_key,
+            tags,
+            None,
+        )
     from orchestrator.execution.api import PARENT_RUN_TAG, ROOT_RUN_TAG
 
     record = parent_record(instance, options.parent_run_id)
     inherited = {k: v for k, v in record.tags.items() if k not in (PARENT_RUN_TAG, ROOT_RUN_TAG)}
-    return ReexecutionRun(
-        job=job if job is not None else parent_job(record),
-        run_config=run_config if run_config is not None else dict(record.run_config),
-        op_selection=list(op_selection or options.step_selection) or None,
-        partition_key=partition_key or record.partition_key,
-        tags={**inherited, **normalize_tags(tags)},
-        parent=parent_outputs(instance, record.run_id),
+    return (
+        job if job is not None else parent_job(record),
+        run_config if run_config is not None else dict(record.run_config),
+        list(op_selection or options.step_selection) or None,
+        partition_key or record.partition_key,
+        {**inherited, **normalize_tags(tags)},
+        parent_outputs(instance, record.run_id),
     )
 
 

@@ -16,17 +16,18 @@ from orchestrator.concurrency.config import APPLY_PER_UNIQUE, TagConcurrencyLimi
 from orchestrator.concurrency.redis import spec_for
 from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.plan.steps import DEFAULT_QUEUE, QUEUE_TAG
+from orchestrator.storage.base import RunsFilter
 from orchestrator.views import limit_state_json
 from orchestrator.web.broker import queue_depths
 from orchestrator.web.errors import ApiError, as_api_error
 from orchestrator.web.launch import (
     CheckRequest,
     LaunchSpec,
-    check,
     find_job,
     job_json,
     scaffold_config,
     selected,
+    validate,
     yaml_line,
 )
 from orchestrator.web.state import WebState
@@ -58,8 +59,9 @@ def check_launch(state: WebState, spec: LaunchSpec) -> dict[str, Any]:
     errors: list[dict[str, Any]] = []
     ops: list[str] = []
     try:
-        ops = list(selected(found, spec.op_selection).op_nodes)
-        check(state, spec)
+        job = selected(found, spec.op_selection)
+        ops = list(job.op_nodes)
+        validate(state, spec, job)
     except ApiError as exc:
         if exc.status == 404:
             raise
@@ -205,8 +207,6 @@ def build_router() -> APIRouter:
 def _records(state: WebState, run_ids: set[str]) -> list[Any]:
     if not run_ids:
         return []
-    from orchestrator.storage.base import RunsFilter
-
     return state.instance.get_runs(RunsFilter(run_ids=sorted(run_ids)))
 
 

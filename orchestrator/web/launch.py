@@ -132,25 +132,22 @@ def selected(found: CatalogJob, op_selection: Sequence[str] | None) -> JobDefini
     return found.job.get_subset(list(op_selection))
 
 
-def check(state: WebState, spec: LaunchSpec) -> tuple[CatalogJob, dict[str, Any] | None]:
-    """Validate a launch as the coordinator would plan it; returns the job and its config.
+def validate(state: WebState, spec: LaunchSpec, job: JobDefinition) -> None:
+    """Validate a launch of ``job`` (the job of ``spec`` with its op selection applied) as
+    the coordinator would plan it.
 
     Raises:
-        ApiError: unknown job (404), bad YAML (422); engine errors (ConfigError with each
-            path, SelectionError, PartitionError, ...) propagate as 422s.
+        ApiError: bad YAML (422); engine errors (ConfigError with each path,
+            PartitionError, MissingInputError, ...) propagate as 422s.
     """
-    found = find_job(state, spec.job, spec.location)
-    run_config = parse_run_config(spec)
-    job = selected(found, spec.op_selection)
     prepare_run(
         job,
         instance=state.instance,
-        run_config=run_config,
+        run_config=parse_run_config(spec),
         partition_key=spec.partition_key,
         tags=spec.tags,
         store=False,
     )
-    return found, run_config
 
 
 def scaffold_config(state: WebState, spec: LaunchSpec) -> dict[str, Any]:
@@ -214,8 +211,9 @@ def launch(state: WebState, spec: LaunchSpec, idempotency_key: str | None) -> tu
         if earlier is not None:
             return earlier, False
     try:
-        found, run_config = check(state, spec)
-        launch_run(
+        found = find_job(state, spec.job, spec.location)
+        run_config = parse_run_config(spec)
+        launch_run(  # validates and plans (ConfigError, SelectionError, ...: 422s)
             ReconstructableJob(found.pointer, found.job),
             state.instance,
             run_config=run_config,
