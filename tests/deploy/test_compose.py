@@ -206,6 +206,9 @@ def test_cross_run_limit_set_with_the_cli_holds_across_containers(
     deployment: Compose, instance: RedisInstance
 ) -> None:
     deployment.cli("concurrency", "set", "database=warehouse", "2")
+    # the containers' coordinators cache limit definitions for limits_ttl seconds (documented):
+    # a coordinator that read them just before the set may start the first steps unlimited
+    time.sleep(RedisLimiter(instance.client, instance.keys).limits_ttl + 0.5)
     try:
         # Which container takes a message is the broker's choice: one container with two
         # pool processes may take every step of a batch. Launch batches (at most four) until
