@@ -44,7 +44,16 @@ from orchestrator.definitions.graph import (
     graph,
 )
 from orchestrator.definitions.hooks import HookContext, HookDefinition, failure_hook, success_hook
-from orchestrator.definitions.io import GraphIn, GraphOut, In, Nothing, Out, Output
+from orchestrator.definitions.io import (
+    DynamicOut,
+    DynamicOutput,
+    GraphIn,
+    GraphOut,
+    In,
+    Nothing,
+    Out,
+    Output,
+)
 from orchestrator.definitions.job import JobDefinition, job
 from orchestrator.definitions.loggers import (
     InitLoggerContext,
@@ -202,6 +211,8 @@ __all__ = [
     "Definitions",
     "DependencyDefinition",
     "Dict",
+    "DynamicOut",
+    "DynamicOutput",
     "Enum",
     "EnumValue",
     "EnvVar",

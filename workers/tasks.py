@@ -30,7 +30,7 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.execution.context import RunContext
 from orchestrator.execution.events import STEP_TERMINAL, ErrorInfo, Event, EventType, make_event
 from orchestrator.execution.step_runner import StepRunner, start_event
-from orchestrator.plan.steps import ExecutionPlan
+from orchestrator.plan.steps import ExecutionPlan, ExecutionStep
 from orchestrator.redis_keys import RedisKeys
 from orchestrator.settings import Settings, get_settings
 from orchestrator.storage.redis import RedisInstance
@@ -315,7 +315,8 @@ def _run_step_message(raw: dict[str, Any], node: str | None) -> str:
             loggers=[logging.getLogger("orchestrator")],
             instance=rt.instance,
         )
-        return StepRunner(ctx).run(step_key, attempt, announce=False).status
+        step = ExecutionStep.from_dict(message.step) if message.step is not None else None
+        return StepRunner(ctx).run(step_key, attempt, announce=False, step=step).status
     except AttemptTakenAway:
         log.warning("attempt %s was taken away; its result is dropped", attempt_id)
         return "taken away"

@@ -15,7 +15,7 @@ from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from orchestrator.definitions.hooks import HookDefinition
-from orchestrator.definitions.io import DEFAULT_OUTPUT, In, Out
+from orchestrator.definitions.io import DEFAULT_OUTPUT, DynamicOut, In, Out, is_dynamic
 from orchestrator.definitions.op import OpDefinition, PendingInvocation, normalize_tags
 from orchestrator.definitions.retry import RetryPolicy
 from orchestrator.errors import DefinitionError, did_you_mean
@@ -25,10 +25,14 @@ from orchestrator.errors import DefinitionError, did_you_mean
 
 @dataclass(frozen=True)
 class NodeOutputRef:
-    """An output of a sibling node in the same graph."""
+    """An output of a sibling node in the same graph. ``mode`` says how a dynamic output (or
+    the output of an op mapped over one) reaches the input: ``"map"`` (one value per mapping
+    key: the input's op is mapped), ``"collect"`` (every mapped value, in a list) or ``""``
+    (as it is)."""
 
     node: str
     output: str
+    mode: str = ""
 
 
 @dataclass(frozen=True)
@@ -53,15 +57,75 @@ class Node:
     retry_policy: RetryPolicy | None = None
 
 
-class _InvokedOutput:
-    """What calling a node in a composition returns for one of its outputs."""
+PLAIN, DYNAMIC, MAPPED = "plain", "dynamic", "mapped"
 
-    def __init__(self, composition: _Composition, ref: NodeOutputRef | GraphInputRef):
+
+class _InvokedOutput:
+    """What calling a node in a composition returns for one of its outputs.
+
+    ``kind`` is ``dynamic`` for a ``DynamicOut`` and ``mapped`` for what ``.map(fn)``
+    returned: both can only be mapped again or collected, never passed to an op as they are.
+    """
+
+    def __init__(
+        self, composition: _Composition, ref: NodeOutputRef | GraphInputRef, kind: str = PLAIN
+    ):
         self.composition = composition
         self.ref = ref
+        self.kind = kind
 
     def __repr__(self) -> str:
         return f"<output {self.ref}>"
+
+    def _dynamic_ref(self, what: str) -> NodeOutputRef:
+        if self.kind == PLAIN or not isinstance(self.ref, NodeOutputRef):
+            raise DefinitionError(
+                f"graph {self.composition.graph_name!r}: .{what}() applies to a dynamic output "
+                f"(DynamicOut) or to what .map() returned; {self.ref} is neither"
+            )
+        if current_composition() is not self.composition:
+            raise DefinitionError(
+                f"graph {self.composition.graph_name!r}: .{what}() must be called in the "
+                "body of the graph that made the dynamic output"
+            )
+        return self.ref
+
+    def map(self, fn: Callable[..., Any]) -> Any:
+        """Run ``fn`` (an op, a graph, or a function calling them) once per mapping key: what
+        it calls becomes mapped steps ``op[mapping_key]``. Returns what ``fn`` returned, as
+        mapped outputs (map them again, or ``.collect()`` them)."""
+        ref = self._dynamic_ref("map")
+        given = NodeOutputRef(ref.node, ref.output, "map") if self.kind == DYNAMIC else ref
+        returned = fn(_InvokedOutput(self.composition, given))
+        return self._as_mapped(returned)
+
+    def collect(self) -> _InvokedOutput:
+        """Every value of the dynamic output (or of the mapped op), in mapping-key order, as
+        one list input of an op (empty when the dynamic output yielded nothing)."""
+        ref = self._dynamic_ref("collect")
+        return _InvokedOutput(self.composition, NodeOutputRef(ref.node, ref.output, "collect"))
+
+    def _as_mapped(self, returned: Any) -> Any:
+        if returned is None:
+            return None
+        if isinstance(returned, _InvokedOutput):
+            ref = returned.ref
+            if isinstance(ref, NodeOutputRef) and ref.mode == "map":  # fn returned its argument
+                plain = NodeOutputRef(ref.node, ref.output)
+                return _InvokedOutput(self.composition, plain, DYNAMIC)
+            if returned.kind != PLAIN or not isinstance(returned.ref, NodeOutputRef):
+                raise DefinitionError(
+                    f"graph {self.composition.graph_name!r}: the function given to .map() "
+                    f"returned {returned!r}; return the output of an op or graph it called"
+                )
+            return _InvokedOutput(self.composition, returned.ref, MAPPED)
+        if isinstance(returned, tuple):
+            mapped = [self._as_mapped(r) for r in returned]
+            return type(returned)(*mapped) if hasattr(returned, "_fields") else tuple(mapped)
+        raise DefinitionError(
+            f"graph {self.composition.graph_name!r}: the function given to .map() returned "
+            f"{returned!r}; return op outputs (one, a tuple of them) or nothing"
+        )
 
 
 # -- the composition ---------------------------------------------------------------------------
@@ -104,6 +168,13 @@ class _Composition:
                 raise DefinitionError(
                     f"graph {self.graph_name!r}: input {input_name!r} of {node!r} receives an "
                     "output from another graph body"
+                )
+            if value.kind != PLAIN:
+                what = "a dynamic output" if value.kind == DYNAMIC else "a mapped output"
+                raise DefinitionError(
+                    f"graph {self.graph_name!r}: input {input_name!r} of {node!r} receives "
+                    f"{what} ({value.ref}); use .map(op) to run an op once per value, or "
+                    ".collect() to pass every value as one list"
                 )
             return value.ref
         if isinstance(value, list | tuple) and all(isinstance(v, _InvokedOutput) for v in value):
@@ -151,7 +222,14 @@ class _Composition:
             retry_policy=invocation.retry_policy,
         )
         outputs = list(definition.output_names)
-        handles = [_InvokedOutput(self, NodeOutputRef(name, o)) for o in outputs]
+        is_op = isinstance(definition, OpDefinition)
+        out_defs = definition.outs if is_op else definition.output_defs
+        handles = [
+            _InvokedOutput(
+                self, NodeOutputRef(name, o), DYNAMIC if is_dynamic(out_defs[o]) else PLAIN
+            )
+            for o in outputs
+        ]
         if len(handles) == 1:
             return handles[0]
         if not handles:
@@ -304,12 +382,18 @@ def _output_mappings(
                 f"graph {name!r}: {what} must be the output of an op or graph called in its "
                 f"body, got {value!r}"
             )
+        if value.kind == MAPPED or (isinstance(value.ref, NodeOutputRef) and value.ref.mode):
+            raise DefinitionError(
+                f"graph {name!r}: {what} is mapped or collected ({value.ref}); return the "
+                "output of an op that takes the .collect()ed list instead"
+            )
         return value.ref
 
     if returned is None:
         return {}, {}
     if isinstance(returned, _InvokedOutput):
-        out_def = out if isinstance(out, Out) else Out()
+        default = DynamicOut() if returned.kind == DYNAMIC else Out()
+        out_def = out if isinstance(out, Out) else default
         return {DEFAULT_OUTPUT: ref(returned, "the returned value")}, {DEFAULT_OUTPUT: out_def}
     if isinstance(returned, Mapping):
         outs = dict(out) if isinstance(out, Mapping) else {k: Out() for k in returned}

@@ -71,8 +71,25 @@ class Out:
         return self.dagster_type is Nothing
 
 
+@dataclass(frozen=True)
+class DynamicOut(Out):
+    """Declares a dynamic output: the op yields any number of ``DynamicOutput(value,
+    mapping_key)``, and ops mapped over it (``.map(...)`` in a job body) run once per mapping
+    key; ``.collect()`` gathers their results into one list. Arguments as :class:`Out`.
+    """
+
+    @property
+    def is_dynamic(self) -> bool:
+        return True
+
+
 GraphOut = Out
 GraphIn = In
+
+
+def is_dynamic(out: Out) -> bool:
+    """Whether ``out`` is a :class:`DynamicOut`."""
+    return isinstance(out, DynamicOut)
 
 
 T = TypeVar("T")
@@ -96,3 +113,23 @@ class Output(Generic[T]):
 
 
 DEFAULT_OUTPUT = "result"
+
+
+@dataclass(frozen=True)
+class DynamicOutput(Generic[T]):
+    """One value of a dynamic output (:class:`DynamicOut`), yielded (or returned in a list) by
+    its op; the ops mapped over the output run once per ``mapping_key``, as the steps
+    ``op[mapping_key]``.
+
+    Args:
+        value: the value for this mapping key.
+        mapping_key: names this value among its output's values: letters, digits and
+            underscores, unique within the output.
+        output_name: which output; defaults to ``result``.
+        metadata: details recorded on the output event.
+    """
+
+    value: T
+    mapping_key: str
+    output_name: str = "result"
+    metadata: Mapping[str, Any] = field(default_factory=dict)

@@ -17,7 +17,7 @@ from orchestrator.definitions.partitions import PartitionedConfig, PartitionsDef
 from orchestrator.definitions.resources import ResourceDefinition, as_resource_definitions
 from orchestrator.definitions.retry import RetryPolicy
 from orchestrator.errors import DefinitionError
-from orchestrator.plan.handles import OpNode, flatten_graph
+from orchestrator.plan.handles import OpNode, flatten_graph, map_dynamic
 
 if TYPE_CHECKING:
     from orchestrator.executors.base import ExecutorDefinition
@@ -116,6 +116,7 @@ class JobDefinition:
     def all_op_nodes(self) -> dict[str, OpNode]:
         """Every leaf op of the job's graph by handle, in topological order."""
         nodes, _ = flatten_graph(self.graph_def, hooks=self.hook_defs)
+        nodes = map_dynamic(nodes)
         out: dict[str, OpNode] = {}
         for node in nodes:
             if node.retry_policy is None and self.op_retry_policy is not None:
@@ -132,7 +133,18 @@ class JobDefinition:
         nodes = self.all_op_nodes
         if not self.op_selection:
             return frozenset(nodes)
-        return select_ops(list(nodes), top_level_upstream(self.graph_def), self.op_selection)
+        # a mapped step (`op[key]`) selects its op; which keys run is selected_mapping_keys
+        queries = [q.split("[", 1)[0] if q.endswith("]") else q for q in self.op_selection]
+        return select_ops(list(nodes), top_level_upstream(self.graph_def), queries)
+
+    @property
+    def selected_mapping_keys(self) -> dict[str, frozenset[str]]:
+        """For each mapped op selected by step key (``process[b]``), the step keys selected."""
+        out: dict[str, set[str]] = {}
+        for query in self.op_selection or ():
+            if query.endswith("]") and "[" in query:
+                out.setdefault(query.split("[", 1)[0], set()).add(query)
+        return {handle: frozenset(keys) for handle, keys in out.items()}
 
     @property
     def op_nodes(self) -> dict[str, OpNode]:

@@ -17,7 +17,7 @@ from orchestrator.definitions.config import (
     configured_schema,
 )
 from orchestrator.definitions.hooks import HookDefinition
-from orchestrator.definitions.io import DEFAULT_OUTPUT, In, Out, Output
+from orchestrator.definitions.io import DEFAULT_OUTPUT, In, Out, Output, is_dynamic
 from orchestrator.definitions.resources import RESOURCE_PARAM, ConfigurableResource
 from orchestrator.definitions.retry import RetryPolicy
 from orchestrator.errors import DefinitionError
@@ -293,7 +293,8 @@ def _normalize_outs(out: Out | Mapping[str, Out] | None, return_type: Any = None
     if out is None:
         return {DEFAULT_OUTPUT: Out(dagster_type=return_type)}
     if isinstance(out, Out):
-        if out.dagster_type is None and return_type is not None:
+        # a dynamic op's annotation describes its DynamicOutput list, not each value
+        if out.dagster_type is None and return_type is not None and not is_dynamic(out):
             out = replace(out, dagster_type=return_type)
         return {DEFAULT_OUTPUT: out}
     if isinstance(out, Mapping):

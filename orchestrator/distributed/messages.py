@@ -22,6 +22,8 @@ class StepMessage:
         run_tags: the run's tags (what the op's context shows).
         has_input_values: the run record holds ``input_values`` the step may need (read only
             then).
+        step: the step itself (``ExecutionStep.to_dict``) when the stored plan does not hold
+            it: a mapped step ``op[key]`` made once its mapping keys were known.
     """
 
     run_id: str
@@ -34,6 +36,7 @@ class StepMessage:
     plan: str | None = None
     run_tags: Mapping[str, str] = field(default_factory=dict)
     has_input_values: bool = False
+    step: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +50,7 @@ class StepMessage:
             "plan": self.plan,
             "run_tags": dict(self.run_tags),
             "has_input_values": self.has_input_values,
+            "step": dict(self.step) if self.step is not None else None,
         }
 
     @classmethod
@@ -62,4 +66,5 @@ class StepMessage:
             plan=data.get("plan"),
             run_tags={str(k): str(v) for k, v in (data.get("run_tags") or {}).items()},
             has_input_values=bool(data.get("has_input_values", True)),
+            step=data.get("step"),
         )

@@ -238,16 +238,19 @@ def _result(
     prepared: PreparedRun, instance: Instance, loop: ExecutionLoop, reader: ResourceScope
 ) -> ExecuteInProcessResult:
     """The run's result; outputs are read back through ``reader``'s IO managers."""
-    io_keys = {s.key: {o.name: o.io_manager_key for o in s.outputs} for s in prepared.plan.steps}
+    io_keys = {s.handle: {o.name: o.io_manager_key for o in s.outputs} for s in prepared.plan.steps}
     run_id = prepared.record.run_id
 
     nodes = prepared.job.all_op_nodes
 
-    def load(step_key: str, output: str) -> Any:
-        manager = reader.get(io_keys[step_key][output])
-        out_def = nodes[step_key].op_def.outs.get(output) if step_key in nodes else None
+    def load(step_key: str, output: str, mapping_key: str | None = None) -> Any:
+        handle = step_key.split("[", 1)[0]
+        manager = reader.get(io_keys[handle][output])
+        out_def = nodes[handle].op_def.outs.get(output) if handle in nodes else None
         metadata = dict(out_def.metadata) if out_def is not None else {}
-        upstream = OutputContext(run_id, step_key, output, definition_metadata=metadata)
+        upstream = OutputContext(
+            run_id, step_key, output, definition_metadata=metadata, mapping_key=mapping_key
+        )
         return manager.load_input(InputContext(output, step_key, run_id, upstream))
 
     return ExecuteInProcessResult(
@@ -258,6 +261,7 @@ def _result(
         loop.succeeded,
         _produced(loop),
         prepared.job.graph_def,
+        {k: {o: tuple(v) for o, v in outs.items()} for k, outs in loop.mapping.items()},
     )
 
 

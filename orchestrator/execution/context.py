@@ -151,7 +151,8 @@ class OpExecutionContext:
         op_config: the op's validated config.
         resources: the resources the op asked for.
         run_id: the run.
-        op_handle: the op's node handle (``outer.inner.op``); also ``step_key``.
+        op_handle: the op's node handle (``outer.inner.op``); also ``step_key``. For a
+            mapped op, the step key (``process[a]``).
         retry_number: 0 on the first attempt, then 1, 2, ...
         partition_key: the run's partition (raises if the run has none).
         run_tags: the run's tags.
@@ -173,8 +174,10 @@ class OpExecutionContext:
         run_tags: Mapping[str, str] | None = None,
         run_config: Mapping[str, Any] | None = None,
         instance: Any = None,
+        mapping_key: str | None = None,
     ):
         self.run_id = run_id
+        self._mapping_key = mapping_key
         self.job_name = job_name
         self.op_handle = op_handle
         self.step_key = op_handle
@@ -189,6 +192,10 @@ class OpExecutionContext:
         self.instance = instance
         self._logged: list[Any] = []
         self._output_metadata: dict[str, dict[str, Any]] = {}
+
+    def get_mapping_key(self) -> str | None:
+        """The mapping key of a mapped step (``a`` for ``process[a]``), else None."""
+        return self._mapping_key
 
     def log_event(self, event: Any) -> None:
         """Record an ``AssetMaterialization``, ``AssetObservation`` or ``ExpectationResult``

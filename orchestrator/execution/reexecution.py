@@ -12,6 +12,7 @@ from orchestrator.definitions.reconstruct import JobPointer, ReconstructableJob
 from orchestrator.errors import InvalidInputError
 from orchestrator.execution.events import EventType
 from orchestrator.plan.build import ParentRun
+from orchestrator.plan.dynamic import expected_step_keys, output_id
 from orchestrator.storage.base import Instance, RunRecord
 
 
@@ -44,7 +45,27 @@ class ReexecutionOptions:
             for e in instance.all_events(run_id)
             if e.event_type_value == EventType.STEP_SUCCESS.value
         }
-        todo = [k for k in job.op_nodes if k not in succeeded]
+        resolved = parent_outputs(instance, run_id).resolved
+        todo: list[str] = []
+        again: set[str] = set()  # op handles with a step to run again
+        for handle, node in job.op_nodes.items():
+            if not node.mapped_over:
+                if handle not in succeeded:
+                    todo.append(handle)
+                    again.add(handle)
+                continue
+            if any(producer in again for producer, _ in node.mapped_over):
+                todo.append(handle)  # its mapping keys are made again: all of its steps run
+                again.add(handle)
+                continue
+            failed = [
+                k
+                for k in expected_step_keys(handle, node.mapped_over, resolved)
+                if k not in succeeded
+            ]
+            todo += failed
+            if failed:
+                again.add(handle)
         if not todo:
             raise InvalidInputError(f"run {run_id} has no failed or unfinished steps to re-run")
         return cls(run_id, tuple(todo))
@@ -122,21 +143,31 @@ def parent_job(record: RunRecord) -> ReconstructableJob:
 
 
 def parent_outputs(instance: Instance, run_id: str) -> ParentRun:
-    """The outputs the parent run stored: those of step attempts that succeeded."""
-    outputs: dict[tuple[str, int | None], set[str]] = {}
+    """The outputs the parent run stored (those of step attempts that succeeded) and the
+    mapping keys its dynamic outputs produced."""
+    outputs: dict[tuple[str, int | None], dict[str, list[str]]] = {}
     succeeded: set[tuple[str, int | None]] = set()
+    dynamic: set[tuple[str, str]] = set()
     for event in instance.all_events(run_id):
         if event.step_key is None:
             continue
         attempt = (event.step_key, event.data.get("attempt"))
         if event.event_type_value == EventType.STEP_OUTPUT.value:
-            outputs.setdefault(attempt, set()).add(event.data["output_name"])
+            name = event.data["output_name"]
+            keys = outputs.setdefault(attempt, {}).setdefault(name, [])
+            if event.data.get("mapping_key") is not None:
+                keys.append(str(event.data["mapping_key"]))
+            if event.data.get("dynamic"):
+                dynamic.add((event.step_key, name))
         elif event.event_type_value == EventType.STEP_SUCCESS.value:
             succeeded.add(attempt)
-    produced = frozenset(
-        (step, name)
-        for attempt, names in outputs.items()
-        if attempt in succeeded
-        for step, name in ((attempt[0], n) for n in names)
-    )
-    return ParentRun(run_id, produced)
+    produced: set[tuple[str, str]] = set()
+    resolved: dict[str, tuple[str, ...]] = {}
+    for attempt, names in outputs.items():
+        if attempt not in succeeded:
+            continue
+        for name, keys in names.items():
+            produced.add((attempt[0], name))
+            if (attempt[0], name) in dynamic:
+                resolved[output_id(attempt[0], name)] = tuple(keys)
+    return ParentRun(run_id, frozenset(produced), resolved)

@@ -36,10 +36,11 @@ class ExecuteInProcessResult:
         run_id: str,
         job_name: str,
         instance: Any,
-        load_output: Callable[[str, str], Any],
+        load_output: Callable[..., Any],
         success: bool,
         produced: dict[str, set[str]],
         graph: Any = None,
+        mapping: dict[str, dict[str, tuple[str, ...]]] | None = None,
     ):
         self.run_id = run_id
         self.job_name = job_name
@@ -48,6 +49,7 @@ class ExecuteInProcessResult:
         self.success = success
         self._produced = produced
         self._graph = graph
+        self._mapping = mapping or {}
 
     @property
     def all_events(self) -> list[Event]:
@@ -137,11 +139,16 @@ class ExecuteInProcessResult:
         return self._of_type(EventType.STEP_SKIPPED)
 
     def output_for_node(self, node_str: str, output_name: str = "result") -> Any:
-        """The value of output ``output_name`` of op ``node_str`` (its handle).
+        """The value of output ``output_name`` of op ``node_str`` (its handle). As in Dagster,
+        a dynamic output, or the output of an op mapped over one, is a dict keyed by mapping
+        key (in the order the keys were produced).
 
         Raises:
             InvariantViolationError: the op did not run in this run, or did not produce that output.
         """
+        mapped = self._mapped_values(node_str, output_name)
+        if mapped is not None:
+            return mapped
         if node_str not in self._produced and self._graph is not None:
             from orchestrator.plan.handles import resolve_output
 
@@ -158,6 +165,20 @@ class ExecuteInProcessResult:
                 f"(produced: {sorted(self._produced[node_str])})"
             )
         return self._load_output(node_str, output_name)
+
+    def _mapped_values(self, node_str: str, output_name: str) -> dict[str, Any] | None:
+        keys = self._mapping.get(node_str, {}).get(output_name)
+        if keys is not None and output_name in self._produced.get(node_str, ()):
+            return {k: self._load_output(node_str, output_name, k) for k in keys}
+        prefix = node_str + "["
+        steps = [k for k in self._produced if k.startswith(prefix)]
+        if node_str in self._produced or not steps:
+            return None
+        return {
+            step[len(prefix) : -1]: self._load_output(step, output_name)
+            for step in steps
+            if output_name in self._produced[step]
+        }
 
     def output_value(self, output_name: str = "result") -> Any:
         """For a single-op job: that op's output."""

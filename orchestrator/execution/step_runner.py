@@ -10,11 +10,11 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from orchestrator.definitions.hooks import HookContext
-from orchestrator.definitions.io import DEFAULT_OUTPUT, In, Output
+from orchestrator.definitions.io import DEFAULT_OUTPUT, DynamicOutput, In, Output, is_dynamic
 from orchestrator.definitions.metadata import AssetMaterialization, ExpectationResult
 from orchestrator.definitions.op import OpDefinition
 from orchestrator.definitions.types import DagsterType, check_type, resolve_type, type_name
@@ -38,6 +38,7 @@ from orchestrator.execution.event_data import metadata_fields
 from orchestrator.execution.events import ErrorInfo, Event, EventType, make_event
 from orchestrator.execution.resource_scope import ResourceScope
 from orchestrator.execution.user_code import user_code_boundary
+from orchestrator.plan.dynamic import mapping_key_problem
 from orchestrator.plan.steps import ExecutionStep, InputKind
 from orchestrator.storage.io_managers import InputContext, OutputContext
 
@@ -92,12 +93,19 @@ class StepRunner:
     def __init__(self, ctx: RunContext):
         self.ctx = ctx
 
-    def run(self, step_key: str, attempt: int, announce: bool = True) -> StepOutcome:
+    def run(
+        self,
+        step_key: str,
+        attempt: int,
+        announce: bool = True,
+        step: ExecutionStep | None = None,
+    ) -> StepOutcome:
         """Run one attempt. ``announce=False``: the caller already stored STEP_START (a Celery
-        worker does so atomically with claiming the attempt; see :func:`start_event`)."""
+        worker does so atomically with claiming the attempt; see :func:`start_event`).
+        ``step``: the step as launched, when the plan does not hold it (a mapped step)."""
         ctx = self.ctx
-        step = ctx.plan.step(step_key)
-        node = ctx.job.all_op_nodes[step_key]
+        step = step if step is not None else ctx.plan.step(step_key)
+        node = ctx.job.all_op_nodes[step.handle]
         op_def = node.op_def
         retry_number = attempt - 1
         scope = ctx.resources or ResourceScope(
@@ -127,6 +135,7 @@ class StepRunner:
                     run_tags=ctx.run_tags,
                     run_config=ctx.plan.run_config,
                     instance=ctx.instance,
+                    mapping_key=step.mapping_key,
                 )
                 kwargs = self._inputs(step, op_def, scope, context)
                 for param, key in op_def.resource_params.items():
@@ -144,14 +153,19 @@ class StepRunner:
                             item = next(produced, None)
                         if item is None:
                             break
-                        name, value, meta = item
+                        name, value, meta, mapping_key = item
                         self._check_type(step, op_def, name, value, context)
-                        outputs[name] = value
-                        if meta:
-                            metadata[name] = dict(meta)
+                        if mapping_key is None:
+                            outputs[name] = value
+                            if meta:
+                                metadata[name] = dict(meta)
+                        else:
+                            self._add_mapped(step, outputs, name, mapping_key, value, meta)
                 self._check_outputs(step, op_def, outputs)
                 for out in step.outputs:
-                    if out.name in outputs:
+                    if out.is_dynamic:
+                        self._store_dynamic(step, out, outputs, scope, attempt, context)
+                    elif out.name in outputs:
                         self._store(
                             step,
                             out.name,
@@ -223,6 +237,7 @@ class StepRunner:
                                 src.step_key,
                                 src.output_name,
                                 scope,
+                                src.mapping_key,
                             )
                         )
                     except OutputStorageError:
@@ -259,24 +274,27 @@ class StepRunner:
         up_key: str,
         up_output: str,
         scope: ResourceScope,
+        mapping_key: str | None = None,
     ) -> Any:
-        """Load input ``name`` from output ``up_output`` of step ``up_key`` (of ``run_id``)
-        with that output's IO manager, or with the input's own manager if it names one."""
+        """Load input ``name`` from output ``up_output`` of step ``up_key`` (of ``run_id``;
+        one value of it if it is dynamic) with that output's IO manager, or with the input's
+        own manager if it names one."""
         io_key = "io_manager"
         up_step = None
-        if up_key in self.ctx.plan._by_key:  # type: ignore[attr-defined]
-            up_step = next(
-                (o for o in self.ctx.plan.step(up_key).outputs if o.name == up_output), None
-            )
+        handle = up_key.split("[", 1)[0]
+        planned = self.ctx.plan.by_handle(handle)
+        if planned is not None:
+            up_step = next((o for o in planned.outputs if o.name == up_output), None)
             io_key = up_step.io_manager_key if up_step else io_key
         nodes = self.ctx.job.all_op_nodes
-        up_def = nodes[up_key].op_def.outs.get(up_output) if up_key in nodes else None
+        up_def = nodes[handle].op_def.outs.get(up_output) if handle in nodes else None
         upstream = OutputContext(
             run_id,
             up_key,
             up_output,
             definition_metadata=dict(up_def.metadata) if up_def else {},
             config=up_step.config if up_step is not None else None,
+            mapping_key=mapping_key,
         )
         return self._load_with(step, spec, name, spec.input_manager_key or io_key, upstream, scope)
 
@@ -304,26 +322,26 @@ class StepRunner:
 
     def _outputs(
         self, op_def: OpDefinition, result: Any, context: OpExecutionContext
-    ) -> Iterator[tuple[str, Any, Any]]:
+    ) -> Iterator[tuple[str, Any, Any, str | None]]:
         names = list(op_def.outs)
         if inspect.isgenerator(result):
             for item in result:
                 if isinstance(item, AssetMaterialization | ExpectationResult):
                     context.log_event(item)
                     continue
-                if not isinstance(item, Output):
+                if not isinstance(item, Output | DynamicOutput):
                     raise StepError(
                         f"op {op_def.name!r} yielded {item!r}; a generator op must yield "
-                        "Output(value, output_name) objects (or AssetMaterialization, "
-                        "AssetObservation, ExpectationResult)"
+                        "Output(value, output_name) or DynamicOutput(value, mapping_key) "
+                        "objects (or AssetMaterialization, AssetObservation, ExpectationResult)"
                     )
-                yield (*self._named(op_def, item.output_name, item.value), item.metadata)
+                yield self._item(op_def, item)
             return
-        if isinstance(result, Output):
-            yield (*self._named(op_def, result.output_name, result.value), result.metadata)
+        if isinstance(result, Output | DynamicOutput):
+            yield self._item(op_def, result)
             return
         if len(names) == 1:
-            yield names[0], result, None
+            yield from self._single(op_def, names[0], result)
             return
         if result is None and all(not o.is_required or o.is_nothing for o in op_def.outs.values()):
             return
@@ -336,9 +354,42 @@ class StepRunner:
             if isinstance(value, Output):
                 # Output(v) in a returned tuple: its position names it, unless it says otherwise
                 given = name if value.output_name == DEFAULT_OUTPUT else value.output_name
-                yield (*self._named(op_def, given, value.value), value.metadata)
+                yield (*self._named(op_def, given, value.value), value.metadata, None)
             else:
-                yield name, value, None
+                yield from self._single(op_def, name, value)
+
+    def _single(
+        self, op_def: OpDefinition, name: str, value: Any
+    ) -> Iterator[tuple[str, Any, Any, str | None]]:
+        """A returned value for output ``name``: a dynamic output's is a list of
+        DynamicOutput."""
+        if not is_dynamic(op_def.outs[name]):
+            yield name, value, None, None
+            return
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(v, DynamicOutput) for v in value
+        ):
+            raise StepError(
+                f"op {op_def.name!r}: output {name!r} is a DynamicOut; return a list of "
+                f"DynamicOutput(value, mapping_key) (or yield them), got {value!r}"
+            )
+        for item in value:
+            given = name if item.output_name == DEFAULT_OUTPUT else item.output_name
+            yield self._item(op_def, replace(item, output_name=given))
+
+    def _item(
+        self, op_def: OpDefinition, item: Output[Any] | DynamicOutput[Any]
+    ) -> tuple[str, Any, Any, str | None]:
+        name, value = self._named(op_def, item.output_name, item.value)
+        dynamic = is_dynamic(op_def.outs[name])
+        if isinstance(item, DynamicOutput) != dynamic:
+            want = "DynamicOutput(value, mapping_key)" if dynamic else "Output(value)"
+            what = "a DynamicOut" if dynamic else "not dynamic"
+            raise StepError(
+                f"op {op_def.name!r}: output {name!r} is {what}; give its values as {want}"
+            )
+        key = item.mapping_key if isinstance(item, DynamicOutput) else None
+        return name, value, item.metadata, key
 
     @staticmethod
     def _named(op_def: OpDefinition, name: str, value: Any) -> tuple[str, Any]:
@@ -357,13 +408,76 @@ class StepRunner:
         _type_check(step, "output", name, op_def.outs[name].dagster_type, value, context)
 
     @staticmethod
+    def _add_mapped(
+        step: ExecutionStep,
+        outputs: dict[str, Any],
+        name: str,
+        mapping_key: str,
+        value: Any,
+        meta: Any,
+    ) -> None:
+        """One value of a dynamic output; a bad or repeated mapping key fails the step."""
+        values: dict[str, tuple[Any, Any]] = outputs.setdefault(name, {})
+        problem = mapping_key_problem(mapping_key)
+        if problem is None and mapping_key in values:
+            problem = (
+                f"mapping key {mapping_key!r} was yielded twice; each DynamicOutput of an "
+                "output needs its own mapping_key"
+            )
+        if problem is not None:
+            raise StepError(f"step {step.key!r}, dynamic output {name!r}: {problem}")
+        values[mapping_key] = (value, meta)
+
+    @staticmethod
     def _check_outputs(step: ExecutionStep, op_def: OpDefinition, outputs: dict[str, Any]) -> None:
         for out in step.outputs:
+            if out.is_dynamic:
+                continue  # a required dynamic output may have no values (nothing is mapped)
             if out.is_required and not out.is_nothing and out.name not in outputs:
                 raise StepError(
                     f"op {op_def.name!r} did not produce its required output {out.name!r}; "
                     "mark it Out(is_required=False) if it may be skipped"
                 )
+
+    def _store_dynamic(
+        self,
+        step: ExecutionStep,
+        out: Any,
+        outputs: dict[str, Any],
+        scope: ResourceScope,
+        attempt: int,
+        context: OpExecutionContext,
+    ) -> None:
+        """Store each value of a dynamic output under its mapping key; a required one with no
+        values still says so (an empty output: its collects get [])."""
+        values: dict[str, tuple[Any, Any]] | None = outputs.get(out.name)
+        if values is None and not out.is_required:
+            return  # not produced: what maps over it is skipped
+        if not values:
+            self.ctx.emit(
+                make_event(
+                    EventType.STEP_OUTPUT,
+                    self.ctx.run_id,
+                    f"Dynamic output {out.name!r} yielded no values",
+                    step_key=step.key,
+                    attempt=attempt,
+                    output_name=out.name,
+                    dynamic=True,
+                )
+            )
+            return
+        for mapping_key, (value, meta) in values.items():
+            self._store(
+                step,
+                out.name,
+                out.io_manager_key,
+                out.is_nothing,
+                value,
+                scope,
+                attempt,
+                {**context.get_output_metadata(out.name), **dict(meta or {})},
+                mapping_key,
+            )
 
     def _store(
         self,
@@ -375,22 +489,28 @@ class StepRunner:
         scope: ResourceScope,
         attempt: int,
         metadata: dict[str, Any] | None = None,
+        mapping_key: str | None = None,
     ) -> None:
+        dynamic: dict[str, Any] = (
+            {"mapping_key": mapping_key, "dynamic": True} if mapping_key is not None else {}
+        )
+        where = f" for mapping key {mapping_key!r}" if mapping_key is not None else ""
         self.ctx.emit(
             make_event(
                 EventType.STEP_OUTPUT,
                 self.ctx.run_id,
-                f"Yielded output {name!r}",
+                f"Yielded output {name!r}{where}",
                 step_key=step.key,
                 attempt=attempt,
                 output_name=name,
+                **dynamic,
                 **metadata_fields(metadata),
             )
         )
         if is_nothing:
             return
         manager = scope.get(io_key)
-        node = self.ctx.job.all_op_nodes.get(step.key)
+        node = self.ctx.job.all_op_nodes.get(step.handle)
         out_def = node.op_def.outs.get(name) if node is not None else None
         step_out = next((o for o in step.outputs if o.name == name), None)
         context = OutputContext(
@@ -399,6 +519,7 @@ class StepRunner:
             name,
             definition_metadata=dict(out_def.metadata) if out_def else {},
             config=step_out.config if step_out is not None else None,
+            mapping_key=mapping_key,
         )
         with user_code_boundary(f"IO manager {io_key!r} storing output {name!r}"):
             manager.handle_output(context, value)
@@ -406,10 +527,11 @@ class StepRunner:
             make_event(
                 EventType.HANDLED_OUTPUT,
                 self.ctx.run_id,
-                f"Handled output {name!r} using IO manager {io_key!r}",
+                f"Handled output {name!r}{where} using IO manager {io_key!r}",
                 step_key=step.key,
                 attempt=attempt,
                 output_name=name,
+                **dynamic,
                 manager_key=io_key,
                 **metadata_fields(context.output_metadata),
             )

@@ -46,7 +46,9 @@ class InProcessExecutor(Executor):
         if self._queue:
             assert self._runner is not None
             launch = self._queue.popleft()
-            self.outcomes[launch.step_key] = self._runner.run(launch.step_key, launch.attempt)
+            self.outcomes[launch.step_key] = self._runner.run(
+                launch.step_key, launch.attempt, step=launch.step
+            )
         elif self.inbox is not None:
             self.inbox.wait(timeout)  # a slot grant or cancel, or a retry delay passing
         elif timeout is not None:

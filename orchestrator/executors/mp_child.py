@@ -14,7 +14,7 @@ from orchestrator.definitions.reconstruct import load_job
 from orchestrator.execution.context import RunContext
 from orchestrator.execution.events import ErrorInfo, Event, EventType, make_event
 from orchestrator.execution.step_runner import StepRunner
-from orchestrator.plan.steps import ExecutionPlan
+from orchestrator.plan.steps import ExecutionPlan, ExecutionStep
 
 _plans: dict[str, ExecutionPlan] = {}
 
@@ -79,4 +79,6 @@ def _run_step(payload: dict[str, Any], emit: Any) -> None:
         retries_enabled=payload["retries_enabled"],
         loggers=[logging.getLogger("orchestrator")],
     )
-    StepRunner(ctx).run(payload["step_key"], payload["attempt"])
+    given = payload.get("step")
+    step = ExecutionStep.from_dict(given) if given is not None else None
+    StepRunner(ctx).run(payload["step_key"], payload["attempt"], step=step)

@@ -35,6 +35,7 @@ from orchestrator.execution.events import STEP_TERMINAL, Event, EventType, make_
 from orchestrator.execution.loop import Launch, LoopStalledError
 from orchestrator.executors.base import Executor
 from orchestrator.executors.config import MultiprocessConfig
+from orchestrator.plan.steps import ExecutionPlan
 from orchestrator.storage.io_managers import InMemoryIOManager
 
 TERMINATE_GRACE = 5.0  # seconds a step process gets between SIGTERM (or EOF) and SIGKILL
@@ -78,6 +79,7 @@ class MultiprocessExecutor(Executor):
         self.max_concurrent = self.config.max_concurrent or os.cpu_count() or 1
         self._children: list[_Child] = []
         self._payload_base: dict[str, Any] = {}
+        self._plan: ExecutionPlan | None = None
         self._mp: Any = None
 
     def make_arbiter(self, ctx: RunContext) -> SlotArbiter:
@@ -103,6 +105,7 @@ class MultiprocessExecutor(Executor):
             raise InvalidInputError(
                 f"input_values must be JSON-serializable to reach step processes ({exc})"
             ) from exc
+        self._plan = ctx.plan
         self._payload_base = {
             "pointer": dict(pointer),
             "plan": ctx.plan.to_json(),
@@ -125,6 +128,8 @@ class MultiprocessExecutor(Executor):
         from orchestrator.executors.mp_child import run_step_in_child, serve_steps
 
         payload = {**self._payload_base, "step_key": launch.step_key, "attempt": launch.attempt}
+        if launch.step is not None and self._plan and not self._plan.is_stored(launch.step):
+            payload["step"] = launch.step.to_dict()  # a mapped step: not in the plan
         if not self.config.reuse_processes:
             reader, writer = self._mp.Pipe(duplex=False)
             process = self._mp.Process(

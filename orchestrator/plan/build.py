@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.definitions.io import In
+from orchestrator.definitions.io import In, is_dynamic
 from orchestrator.errors import MissingInputError, MissingResourceError, did_you_mean
+from orchestrator.plan.dynamic import output_id, template_key
 from orchestrator.plan.handles import FanIn, FromJobInput, FromStep, OpNode, Source
 from orchestrator.plan.run_config import (
     ResolvedConfig,
@@ -21,6 +22,7 @@ from orchestrator.plan.steps import (
     ExecutionPlan,
     ExecutionStep,
     InputKind,
+    MappedSelection,
     StepInput,
     StepOutput,
     StepOutputHandle,
@@ -37,6 +39,8 @@ class ParentRun:
 
     run_id: str
     outputs: frozenset[tuple[str, str]] = field(default_factory=frozenset)  # (step, output)
+    # the mapping keys each of its dynamic outputs produced ("step:output" -> keys)
+    resolved: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def parse_priority(value: Any, where: str) -> int:
@@ -100,8 +104,14 @@ class _InputPlanner:
         self.parent = parent
         self.selected = job.selected_handles
 
+    def depth(self, handle: str) -> int:
+        return len(self.job.all_op_nodes[handle].mapped_over)
+
     def plan(self, node: OpNode, name: str, spec: In, source: Source) -> StepInput | None:
         """Plan one input; None means the input is dropped (an unconnected Nothing input)."""
+        dynamic = self._dynamic(node, name, spec, source)
+        if dynamic is not None:
+            return dynamic
         refs = self._selected_refs(source)
         if refs is not None:
             kind = InputKind.NOTHING if spec.is_nothing else InputKind.STEP_OUTPUT
@@ -115,6 +125,42 @@ class _InputPlanner:
         if provided is not None:
             return provided
         raise MissingInputError(self._missing_message(node, name, source))
+
+    def _dynamic(self, node: OpNode, name: str, spec: In, source: Source) -> StepInput | None:
+        """An input that maps over or collects a dynamic output, or reads a mapped op's output
+        (sources named by template key: ``orchestrator.plan.dynamic`` resolves them per
+        mapping key); None for any other input."""
+        parts = source.sources if isinstance(source, FanIn) else (source,)
+        steps = [p for p in parts if isinstance(p, FromStep)]
+        if not any(p.mode or self.depth(p.step_key) for p in steps):
+            return None
+        refs = []
+        for part in steps:
+            if part.step_key in self.selected:
+                run_id = None
+            elif self.parent is not None:
+                run_id = self.parent.run_id
+            else:
+                raise MissingInputError(self._missing_message(node, name, source))
+            key = template_key(part.step_key, self.depth(part.step_key))
+            refs.append(StepOutputHandle(key, part.output, run_id))
+        over, mode = None, ""
+        if isinstance(source, FromStep):
+            mode = source.mode
+            up = self.job.all_op_nodes[source.step_key]
+            if mode == "collect" and is_dynamic(up.op_def.outs[source.output]):
+                over = output_id(template_key(up.handle, len(up.mapped_over)), source.output)
+            elif mode == "collect":
+                handle, output = up.mapped_over[-1]
+                over = output_id(template_key(handle, len(up.mapped_over) - 1), output)
+        return StepInput(
+            name,
+            InputKind.NOTHING if spec.is_nothing else InputKind.STEP_OUTPUT,
+            sources=tuple(refs),
+            fan_in=isinstance(source, FanIn) or mode == "collect",
+            mode=mode,
+            over=over,
+        )
 
     def _selected_refs(self, source: Source) -> tuple[StepOutputHandle, ...] | None:
         """Step outputs of this run that feed the input, or None if any source is elsewhere."""
@@ -286,6 +332,7 @@ def build_plan(
                 o.is_nothing,
                 o.io_manager_key,
                 resolved.op_outputs.get(handle, {}).get(n),
+                is_dynamic(o),
             )
             for n, o in node.op_def.outs.items()
         )
@@ -294,7 +341,7 @@ def build_plan(
             resources |= hook.required_resource_keys
         steps.append(
             ExecutionStep(
-                key=handle,
+                key=template_key(handle, len(node.mapped_over)),
                 op_name=node.op_def.name,
                 inputs=tuple(step_inputs),
                 outputs=outputs,
@@ -305,6 +352,7 @@ def build_plan(
                 + run_priority,
                 config=resolved.op_config.get(handle),
                 resource_keys=tuple(sorted(resources)),
+                mapped_over=node.mapped_over,
             )
         )
     plan = ExecutionPlan(
@@ -314,5 +362,25 @@ def build_plan(
         op_selection=tuple(job.op_selection) if job.op_selection else None,
         partition_key=partition_key,
         resource_config=resolved.resource_config,
+        mapped=_mapped_selection(job, parent),
     )
     return plan, resolved
+
+
+def _mapped_selection(job: JobDefinition, parent: ParentRun | None) -> MappedSelection | None:
+    """What a re-execution's mapped steps take from the parent run (None when nothing)."""
+    keys = job.selected_mapping_keys
+    if parent is None:
+        if keys:
+            from orchestrator.errors import SelectionError
+
+            named = ", ".join(sorted(k for v in keys.values() for k in v))
+            raise SelectionError(
+                f"a selection of mapped steps ({named}) needs a parent run to take the other "
+                "mapping keys from: re-execute a run (orchestrator run reexecute)"
+            )
+        return None
+    stored = frozenset(output_id(step, out) for step, out in parent.outputs if "[" in step)
+    if not parent.resolved and not stored:
+        return None
+    return MappedSelection(parent.run_id, dict(parent.resolved), keys, stored)

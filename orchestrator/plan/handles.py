@@ -4,7 +4,7 @@ with every input traced back through graph boundaries to where its value comes f
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orchestrator.definitions.graph import GraphDefinition, GraphInputRef, Node, NodeOutputRef
@@ -15,10 +15,12 @@ from orchestrator.definitions.retry import RetryPolicy
 
 @dataclass(frozen=True)
 class FromStep:
-    """The value is output ``output`` of step ``step_key``."""
+    """The value is output ``output`` of step ``step_key``; ``mode`` as in
+    :class:`~orchestrator.definitions.graph.NodeOutputRef` (``map``, ``collect`` or ``""``)."""
 
     step_key: str
     output: str
+    mode: str = ""
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,9 @@ class OpNode:
     retry_policy: RetryPolicy | None = None
     # input name -> the graph inputs it is mapped from, innermost first: (graph handle, input)
     via: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # the dynamic outputs (op handle, output) the op is mapped over, outermost first: it runs
+    # once per mapping key of each, as steps ``handle[k1][k2]``; () for an op that is not
+    mapped_over: tuple[tuple[str, str], ...] = ()
 
     @property
     def upstream_steps(self) -> set[str]:
@@ -81,7 +86,10 @@ def _resolve(
     if isinstance(ref, GraphInputRef):
         return env.get(ref.name)
     assert isinstance(ref, NodeOutputRef)
-    return outputs[ref.node][ref.output]
+    found = outputs[ref.node][ref.output]
+    if ref.mode and isinstance(found, FromStep):
+        return FromStep(found.step_key, found.output, ref.mode)
+    return found
 
 
 def flatten_graph(
@@ -169,3 +177,68 @@ def resolve_output(graph: GraphDefinition, node_path: str, output: str) -> tuple
     if not isinstance(ref, NodeOutputRef):
         raise KeyError(f"{node_path}.{output} passes a graph input through")
     return resolve_output(graph, f"{prefix}{ref.node}", ref.output)
+
+
+def map_dynamic(ops: list[OpNode]) -> list[OpNode]:
+    """Give each op the dynamic outputs it is mapped over (``OpNode.mapped_over``), checking
+    that dynamic outputs are only mapped or collected and that an op's inputs agree.
+
+    An input contributes the mapping of its source op; a ``map`` input adds the dynamic output
+    it maps over, a ``collect`` input removes the innermost one. The op is mapped over the
+    longest contribution; every other must be a prefix of it (an op mapped over ``emit``
+    may take an unmapped value, but not one mapped over another dynamic output).
+
+    Raises:
+        DefinitionError: a dynamic output is passed on as it is, or inputs disagree.
+    """
+    from orchestrator.definitions.io import is_dynamic
+    from orchestrator.errors import DefinitionError
+
+    done: dict[str, OpNode] = {}
+    out: list[OpNode] = []
+    for node in ops:
+        contributions: list[tuple[str, tuple[tuple[str, str], ...]]] = []
+        for name, source in node.inputs.items():
+            for part in _leaves(source):
+                if not isinstance(part, FromStep) or part.step_key not in done:
+                    continue
+                up = done[part.step_key]
+                dynamic = is_dynamic(up.op_def.outs[part.output])
+                where = f"input {name!r} of op {node.handle!r}"
+                if part.mode == "map":
+                    contributions.append((name, (*up.mapped_over, (up.handle, part.output))))
+                elif part.mode == "collect":
+                    if dynamic:
+                        contributions.append((name, up.mapped_over))
+                    elif up.mapped_over:
+                        contributions.append((name, up.mapped_over[:-1]))
+                    else:
+                        raise DefinitionError(
+                            f"{where} collects output {part.output!r} of {up.handle!r}, which "
+                            "is neither dynamic nor mapped"
+                        )
+                elif dynamic:
+                    raise DefinitionError(
+                        f"{where} receives the dynamic output {part.output!r} of "
+                        f"{up.handle!r} as it is; use .map(op) or .collect()"
+                    )
+                else:
+                    contributions.append((name, up.mapped_over))
+        mapped: tuple[tuple[str, str], ...] = max(
+            (c for _, c in contributions), key=len, default=()
+        )
+        for name, contribution in contributions:
+            if mapped[: len(contribution)] != contribution:
+                raise DefinitionError(
+                    f"op {node.handle!r}: input {name!r} is mapped over "
+                    f"{_dims(contribution)} but another input over {_dims(mapped)}; an op "
+                    "can only be mapped over one dynamic output (collect the other first)"
+                )
+        node = replace(node, mapped_over=mapped)
+        done[node.handle] = node
+        out.append(node)
+    return out
+
+
+def _dims(dims: tuple[tuple[str, str], ...]) -> str:
+    return " then ".join(f"{h}.{o}" for h, o in dims) or "nothing"

@@ -44,16 +44,21 @@ class StepOutputHandle:
     step_key: str
     output_name: str = "result"
     run_id: str | None = None
+    mapping_key: str | None = None  # one value of a dynamic output
 
     def to_dict(self) -> dict[str, str]:
         out = {"step_key": self.step_key, "output_name": self.output_name}
         if self.run_id is not None:
             out["run_id"] = self.run_id
+        if self.mapping_key is not None:
+            out["mapping_key"] = self.mapping_key
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StepOutputHandle:
-        return cls(data["step_key"], data["output_name"], data.get("run_id"))
+        return cls(
+            data["step_key"], data["output_name"], data.get("run_id"), data.get("mapping_key")
+        )
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,12 @@ class StepInput:
     value: Any = None
     key: str | None = None
     parent_run_id: str | None = None
+    # "map": one value of a dynamic output per mapped step; "collect": every mapped value, a
+    # list (sources named by op handle until the mapping keys are known; see plan.dynamic)
+    mode: str = ""
+    # a collect input: the dynamic output (``"producer:output"``, the producer as a template
+    # key) whose mapping keys it gathers over
+    over: str | None = None
 
     @property
     def upstream_keys(self) -> set[str]:
@@ -84,6 +95,8 @@ class StepInput:
             "value": self.value,
             "key": self.key,
             "parent_run_id": self.parent_run_id,
+            "mode": self.mode,
+            "over": self.over,
         }
 
     @classmethod
@@ -96,6 +109,8 @@ class StepInput:
             value=data["value"],
             key=data["key"],
             parent_run_id=data["parent_run_id"],
+            mode=data.get("mode", ""),
+            over=data.get("over"),
         )
 
 
@@ -108,6 +123,7 @@ class StepOutput:
     is_nothing: bool = False
     io_manager_key: str = "io_manager"
     config: Any = None  # run config ``ops.<op>.outputs.<name>``, for its IO manager
+    is_dynamic: bool = False  # a DynamicOut: one value per mapping key
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +132,7 @@ class StepOutput:
             "is_nothing": self.is_nothing,
             "io_manager_key": self.io_manager_key,
             "config": self.config,
+            "is_dynamic": self.is_dynamic,
         }
 
     @classmethod
@@ -128,7 +145,9 @@ class ExecutionStep:
     """One op of the job as it will run.
 
     Attributes:
-        key: the op's node handle (``outer.inner.op``), unique in the plan.
+        key: the op's node handle (``outer.inner.op``), unique in the plan; for an op mapped
+            over dynamic outputs, the handle with one ``[mapping_key]`` per mapping
+            (``process[a]``, ``inner[a][b]``), or ``[?]`` for the plan's template of it.
         op_name: the op definition's name.
         inputs: where each input's value comes from.
         outputs: the op's declared outputs.
@@ -138,6 +157,9 @@ class ExecutionStep:
         priority: op tag plus run tag ``orchestrator/priority``; higher runs first.
         config: the step's validated op config in JSON form.
         resource_keys: the resources the step needs.
+        mapped_over: the dynamic outputs (op handle, output) the op is mapped over,
+            outermost first (empty: not mapped).
+        mapping_keys: the mapping keys of a mapped step (empty in a template).
     """
 
     key: str
@@ -150,9 +172,26 @@ class ExecutionStep:
     priority: int = 0
     config: Any = None
     resource_keys: tuple[str, ...] = ()
+    mapped_over: tuple[tuple[str, str], ...] = ()
+    mapping_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tags", _frozen(self.tags))
+
+    @property
+    def handle(self) -> str:
+        """The op's node handle (the key without mapping keys)."""
+        return self.key.split("[", 1)[0]
+
+    @property
+    def is_template(self) -> bool:
+        """A mapped op as planned: its steps are made once its mapping keys are known."""
+        return bool(self.mapped_over) and not self.mapping_keys
+
+    @property
+    def mapping_key(self) -> str | None:
+        """The innermost mapping key of a mapped step (``context.get_mapping_key()``)."""
+        return self.mapping_keys[-1] if self.mapping_keys else None
 
     @property
     def upstream_keys(self) -> frozenset[str]:
@@ -176,6 +215,8 @@ class ExecutionStep:
             "priority": self.priority,
             "config": self.config,
             "resource_keys": list(self.resource_keys),
+            "mapped_over": [list(d) for d in self.mapped_over],
+            "mapping_keys": list(self.mapping_keys),
         }
 
     @classmethod
@@ -192,6 +233,44 @@ class ExecutionStep:
             priority=data["priority"],
             config=data["config"],
             resource_keys=tuple(data["resource_keys"]),
+            mapped_over=tuple((h, o) for h, o in data.get("mapped_over") or ()),
+            mapping_keys=tuple(data.get("mapping_keys") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class MappedSelection:
+    """What a re-execution takes over from its parent run about mapped steps.
+
+    Attributes:
+        parent_run_id: the parent run.
+        resolved: mapping keys each dynamic output of the parent produced
+            (``"step_key:output"`` -> keys, in order).
+        keys: per mapped op handle selected with mapping keys, the step keys to run
+            (``process`` -> ``("process[b]",)``); a selected handle not here runs them all.
+        stored: outputs of mapped steps the parent stored (``"step_key:output"``).
+    """
+
+    parent_run_id: str
+    resolved: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    keys: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    stored: frozenset[str] = frozenset()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "parent_run_id": self.parent_run_id,
+            "resolved": {k: list(v) for k, v in self.resolved.items()},
+            "keys": {k: sorted(v) for k, v in self.keys.items()},
+            "stored": sorted(self.stored),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MappedSelection:
+        return cls(
+            parent_run_id=data["parent_run_id"],
+            resolved={k: tuple(v) for k, v in data.get("resolved", {}).items()},
+            keys={k: frozenset(v) for k, v in data.get("keys", {}).items()},
+            stored=frozenset(data.get("stored", ())),
         )
 
 
@@ -206,6 +285,11 @@ class ExecutionPlan:
         op_selection: the selection queries, or None for the whole job.
         partition_key: the partition, if any.
         resource_config: validated config of each resource the steps need, in JSON form.
+        mapped: for a re-execution, the mapping keys the parent run's dynamic outputs
+            produced (``"step:output"`` -> keys), the mapped steps selected to run again
+            (op handle -> step keys; a handle not listed runs for every key), and the
+            outputs of mapped steps the parent stored (``"step:output"``): see
+            :class:`MappedSelection`.
     """
 
     job_name: str
@@ -214,14 +298,42 @@ class ExecutionPlan:
     op_selection: tuple[str, ...] | None = None
     partition_key: str | None = None
     resource_config: Mapping[str, Any] = field(default_factory=dict)
+    mapped: MappedSelection | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "run_config", _frozen(self.run_config))
         object.__setattr__(self, "resource_config", _frozen(self.resource_config))
         object.__setattr__(self, "_by_key", {s.key: s for s in self.steps})
+        object.__setattr__(self, "_by_handle", {s.handle: s for s in self.steps})
+        by_dim: dict[tuple[str, str], list[ExecutionStep]] = {}
+        for s in self.steps:
+            if s.mapped_over:
+                by_dim.setdefault(s.mapped_over[-1], []).append(s)
+        object.__setattr__(self, "_by_dim", by_dim)
+
+    def templates_over(self, handle: str, output: str) -> list[ExecutionStep]:
+        """The templates mapped over output ``output`` of op ``handle`` (innermost), in plan
+        order."""
+        return self._by_dim.get((handle, output), [])  # type: ignore[attr-defined]
 
     def step(self, key: str) -> ExecutionStep:
-        return self._by_key[key]  # type: ignore[attr-defined]
+        """A step of the plan; a mapped step (``op[k]``) is derived from its template unless it
+        collects (then it travels with its launch: see ``orchestrator.plan.dynamic``)."""
+        found = self._by_key.get(key)  # type: ignore[attr-defined]
+        if found is not None:
+            return found
+        from orchestrator.plan.dynamic import mapped_step
+
+        return mapped_step(self, key)
+
+    def by_handle(self, handle: str) -> ExecutionStep | None:
+        """The step (or template) of op ``handle``, if the plan has it."""
+        return self._by_handle.get(handle)  # type: ignore[attr-defined]
+
+    def is_stored(self, step: ExecutionStep) -> bool:
+        """Whether ``step`` is one of the plan's own steps (a worker that has the plan needs
+        nothing more to run it)."""
+        return self._by_key.get(step.key) is step  # type: ignore[attr-defined]
 
     @property
     def step_keys(self) -> list[str]:
@@ -235,6 +347,7 @@ class ExecutionPlan:
             "op_selection": list(self.op_selection) if self.op_selection is not None else None,
             "partition_key": self.partition_key,
             "resource_config": json.loads(json.dumps(dict(self.resource_config))),
+            "mapped": self.mapped.to_dict() if self.mapped is not None else None,
         }
 
     @classmethod
@@ -247,6 +360,7 @@ class ExecutionPlan:
             op_selection=tuple(sel) if sel is not None else None,
             partition_key=data.get("partition_key"),
             resource_config=data.get("resource_config") or {},
+            mapped=MappedSelection.from_dict(data["mapped"]) if data.get("mapped") else None,
         )
 
     def to_json(self) -> str:

@@ -39,10 +39,12 @@ class OutputContext:
     definition_metadata: Mapping[str, Any] = field(default_factory=dict)
     output_metadata: dict[str, Any] = field(default_factory=dict)
     config: Any = None  # the output's run config for its IO manager (ops.<op>.outputs.<name>)
+    mapping_key: str | None = None  # which value of a dynamic output
 
     @property
-    def identifier(self) -> tuple[str, str, str]:
-        return (self.run_id, self.step_key, self.name)
+    def identifier(self) -> tuple[str, ...]:
+        base = (self.run_id, self.step_key, self.name)
+        return base if self.mapping_key is None else (*base, self.mapping_key)
 
     def get_identifier(self) -> list[str]:
         return list(self.identifier)
@@ -160,19 +162,20 @@ class InMemoryIOManager(IOManager):
     """Keeps outputs in a dict for the life of the run (in-process execution only)."""
 
     def __init__(self) -> None:
-        self.values: dict[tuple[str, str, str], Any] = {}
+        self.values: dict[tuple[str, ...], Any] = {}
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
         self.values[context.identifier] = obj
 
     def load_input(self, context: InputContext) -> Any:
-        key = _upstream(context).identifier
+        up = _upstream(context)
+        key = up.identifier
         if key not in self.values:
             raise OutputStorageError(
                 f"step {context.step_key!r} input {context.name!r}: output "
-                f"{key[2]!r} of step {key[1]!r} (run {key[0]}) is not in memory. The in-memory "
-                "IO manager only serves steps of the same in-process run; use fs_io_manager for "
-                "re-execution or multi-process runs."
+                f"{up.name!r}{_mapping(up)} of step {up.step_key!r} (run {up.run_id}) is not in "
+                "memory. The in-memory IO manager only serves steps of the same in-process "
+                "run; use fs_io_manager for re-execution or multi-process runs."
             )
         return self.values[key]
 
@@ -188,7 +191,12 @@ class PickledFilesIOManager(IOManager):
         self._made: set[str] = set()  # directories known to exist
 
     def path_for(self, ctx: OutputContext) -> str:
-        return f"{self.root}/{ctx.run_id}/{ctx.step_key}/{ctx.name}.pickle"
+        # a mapped step `op[a][b]` is stored under op/a/b (no glob characters in paths); a
+        # dynamic output's values one file per mapping key
+        step = ctx.step_key.replace("][", "/").replace("[", "/").rstrip("]")
+        if ctx.mapping_key is not None:
+            return f"{self.root}/{ctx.run_id}/{step}/{ctx.name}/{ctx.mapping_key}.pickle"
+        return f"{self.root}/{ctx.run_id}/{step}/{ctx.name}.pickle"
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
         try:
@@ -218,8 +226,13 @@ class PickledFilesIOManager(IOManager):
         except FileNotFoundError as exc:
             raise OutputStorageError(
                 f"step {context.step_key!r} input {context.name!r}: no stored output "
-                f"{up.name!r} of step {up.step_key!r} in run {up.run_id} (looked at {path})"
+                f"{up.name!r}{_mapping(up)} of step {up.step_key!r} in run {up.run_id} "
+                f"(looked at {path})"
             ) from exc
+
+
+def _mapping(ctx: OutputContext) -> str:
+    return f" (mapping key {ctx.mapping_key!r})" if ctx.mapping_key is not None else ""
 
 
 def _mem(_ctx: InitResourceContext) -> IOManager:
