@@ -76,6 +76,8 @@ class Cluster:
             "start",
             "-m",
             "tests.celery_jobs",
+            "-m",
+            "tests.dynamic_jobs",
             "-Q",
             queues,
             "-c",

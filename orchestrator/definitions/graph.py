@@ -113,7 +113,9 @@ class _InvokedOutput:
             if isinstance(ref, NodeOutputRef) and ref.mode == "map":  # fn returned its argument
                 plain = NodeOutputRef(ref.node, ref.output)
                 return _InvokedOutput(self.composition, plain, DYNAMIC)
-            if returned.kind != PLAIN or not isinstance(returned.ref, NodeOutputRef):
+            if returned.kind == DYNAMIC:
+                return returned  # a dynamic output inside the mapping: map it again (nested)
+            if not isinstance(returned.ref, NodeOutputRef):
                 raise DefinitionError(
                     f"graph {self.composition.graph_name!r}: the function given to .map() "
                     f"returned {returned!r}; return the output of an op or graph it called"

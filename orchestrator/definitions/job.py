@@ -109,6 +109,7 @@ class JobDefinition:
                     f"job {self.name!r}: with partitions_def, config must be a PartitionedConfig"
                 )
             self._partitioned_config = PartitionedConfig(partitions_def, lambda _key: {})
+        _ = self.all_op_nodes  # how dynamic outputs are mapped is checked where the job is made
 
     # -- structure ----------------------------------------------------------------------------
 
