@@ -12,6 +12,7 @@ would), so the sibling example modules import by their plain names.
 from basic_job import basic_job
 from config_mapping import do_it_all_with_simplified_config
 from default_config import do_it_all_with_default_config
+from dynamic_fanout import word_count
 from graph_jobs import do_stuff_local, do_stuff_prod
 from main_job import sales_report
 from op_selection import selection_job
@@ -30,6 +31,7 @@ defs = Definitions(
         do_it_all_with_simplified_config,
         regional_report,
         daily_digest,
+        word_count,
     ]
 )
 

@@ -294,6 +294,7 @@ ALL_JOBS = [
     "do_it_all_with_simplified_config",
     "regional_report",
     "daily_digest",
+    "word_count",
 ]
 
 
@@ -339,6 +340,7 @@ def test_definitions_jobs_run() -> None:
         ("config_mapping", ["do_something -> stuff"]),
         ("partitioned", ["eu: report for eu in EUR", "2024-03-01: digest of 2024-03-01"]),
         ("main_job", ['  "total": 760']),
+        ("dynamic_fanout", ["{'empty_txt': 0, 'notes_txt': 3, 'todo_md': 4}", "total: 7"]),
         (
             "definitions",
             ["sales_report: load_orders, total_north, total_south, total_west, build_report"],
@@ -361,3 +363,19 @@ def test_example_script_runs(script: str, expected_lines: list[str]) -> None:
         assert line in lines, proc.stdout
     if script in ("default_config", "config_mapping"):
         assert "config_param: stuff" in proc.stderr
+
+
+# -- dynamic_fanout -------------------------------------------------------------------------
+
+
+def test_dynamic_fanout_counts_each_file_in_its_own_step(tmp_path: Path) -> None:
+    for name, text in {"a.txt": "one two", "b-2.md": "three", "c.csv": ""}.items():
+        (tmp_path / name).write_text(text)
+    module = load_example("dynamic_fanout")
+    config = {"ops": {"files_in_directory": {"config": {"directory": str(tmp_path)}}}}
+    result = execute_job(reconstructable(module.word_count), run_config=config)
+    assert result.success
+    assert result.output_for_node("count_words") == {"a_txt": 2, "b_2_md": 1, "c_csv": 0}
+    assert result.output_for_node("total_words") == 3
+    steps = {e.step_key for e in result.get_step_success_events()}
+    assert {"count_words[a_txt]", "count_words[b_2_md]", "count_words[c_csv]"} <= steps

@@ -138,7 +138,7 @@ class ExecutionLoop:
         self.lost: dict[str, int] = {}  # attempts lost
         self.retry_at: dict[str, float] = {}  # RETRY_WAIT steps -> when they are READY
         self.produced: dict[str, set[str]] = {}
-        self.mapping: dict[str, dict[str, list[str]]] = {}  # step -> output -> mapping keys
+        self.mapping: dict[str, dict[str, dict[str, None]]] = {}  # step -> output -> keys
         self.resolved: dict[str, tuple[str, ...]] = {}  # "step:output" -> mapping keys
         self.canceled = False  # cancel requested: launch nothing more
         self.abandoned = False  # another coordinator took the run over (see drive_run)
@@ -411,10 +411,8 @@ class ExecutionLoop:
             name = event.data["output_name"]
             self.produced[key].add(name)
             mapping_key = event.data.get("mapping_key")
-            if mapping_key is not None:
-                keys = self.mapping.setdefault(key, {}).setdefault(name, [])
-                if mapping_key not in keys:
-                    keys.append(str(mapping_key))
+            if mapping_key is not None:  # (a dict: the keys in order, each once)
+                self.mapping.setdefault(key, {}).setdefault(name, {})[str(mapping_key)] = None
         elif etype == EventType.STEP_SUCCESS.value:
             self._finish(key, StepState.SUCCEEDED)
         elif etype == EventType.STEP_FAILURE.value:
@@ -566,6 +564,10 @@ class ExecutionLoop:
                     state = self.state.get(producer)
                     if state is StepState.FAILED:
                         return f"upstream step {producer!r} failed"
+                    if state is StepState.SKIPPED:
+                        return f"upstream step {producer!r} was skipped"
+                    if state is StepState.SUCCEEDED:
+                        return f"dynamic output {output!r} of {producer!r} was not produced"
                     return f"the mapping keys of output {output!r} of {producer!r} are not known"
         step = self.steps[key]
         for step_input in step.inputs:
@@ -677,7 +679,7 @@ class ExecutionLoop:
             for output in step.outputs:
                 if output.is_dynamic:
                     produced = state is StepState.SUCCEEDED and output.name in self.produced[key]
-                    keys = self.mapping.get(key, {}).get(output.name, [])
+                    keys = self.mapping.get(key, {}).get(output.name, {})
                     self._resolve(key, output.name, tuple(keys) if produced else None)
         for down in self._downstream.pop(key, ()):
             self._blockers[down] -= 1
