@@ -331,9 +331,18 @@ class ExecutionPlan:
         return self._by_handle.get(handle)  # type: ignore[attr-defined]
 
     def is_stored(self, step: ExecutionStep) -> bool:
-        """Whether ``step`` is one of the plan's own steps (a worker that has the plan needs
-        nothing more to run it)."""
-        return self._by_key.get(step.key) is step  # type: ignore[attr-defined]
+        """Whether a process holding this plan gets ``step`` from its key alone (one of the
+        plan's own steps, or a mapped step its template makes): a launch then need not carry
+        the step. A step that collects mapped outputs depends on mapping keys only the run's
+        loop knows."""
+        if self._by_key.get(step.key) is step:  # type: ignore[attr-defined]
+            return True
+        template = self.by_handle(step.handle)
+        return (
+            template is not None
+            and bool(step.mapping_keys)
+            and not any(i.mode == "collect" for i in template.inputs)
+        )
 
     @property
     def step_keys(self) -> list[str]:
