@@ -272,3 +272,43 @@ def test_an_op_mapped_over_two_dynamic_outputs_is_a_definition_error() -> None:
         def wrong() -> None:
             left, right = two()
             left.map(lambda x: right.map(lambda y: pair(x, y)))
+
+
+# -- the terminal view of a large fan-out ------------------------------------------------------
+
+
+@op(out=DynamicOut())
+def fifty() -> Any:
+    for i in range(50):
+        yield DynamicOutput(i, mapping_key=f"k{i}")
+
+
+@op
+def noisy(context: Any, value: int) -> int:
+    context.log.info(f"working on {value}")
+    if value == 7:
+        raise ValueError("seven")
+    return value
+
+
+@op
+def merge_ints(values: list[int]) -> int:
+    return sum(values)
+
+
+@job
+def wide() -> None:
+    merge_ints(fifty().map(noisy).collect())
+
+
+def test_the_progress_view_folds_mapped_steps_but_shows_each_failure() -> None:
+    from orchestrator.cli.progress import MappedFolding
+
+    result = wide.execute_in_process(raise_on_error=False)
+    folding = MappedFolding()
+    lines = [str(line) for e in result.all_events if (line := folding.line(e)) is not None]
+    assert any("50 mapping keys -> noisy[*]" in ln for ln in lines)
+    assert sum("✓ noisy[k" in ln for ln in lines) == MappedFolding.SHOWN
+    assert any(ln.startswith("✗ noisy[k7]") for ln in lines)
+    assert "✓ noisy[*]  45/50 succeeded" in lines
+    assert len(lines) < 25 and sum(folding.folded.values()) > 50

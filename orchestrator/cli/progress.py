@@ -1,4 +1,5 @@
 """Showing a run on the terminal: one line per step event as it happens, and a summary.
+Mapped steps of a large fan-out are folded into progress lines (:class:`MappedFolding`).
 
 :class:`RunProgress` follows the run's event log in the instance from a background thread
 (``wait_for_events``: woken by each stored event, no polling sleeps). Reading the log rather than
@@ -19,7 +20,7 @@ from rich.text import Text
 
 from orchestrator.cli.common import RunFailed
 from orchestrator.execution.events import RUN_TERMINAL, ErrorInfo, Event, EventType
-from orchestrator.execution.loop import ATTEMPT_LOST, WAITING_FOR_SLOT
+from orchestrator.execution.loop import ATTEMPT_LOST, MAPPING_RESOLVED, WAITING_FOR_SLOT
 from orchestrator.storage.base import Instance, RunStatus
 
 # How long one wait for events blocks before the follower checks whether it was told to stop
@@ -119,7 +120,8 @@ class RunProgress:
         self.instance = instance
         self.run_id = run_id
         self.events: list[Event] = []
-        self._running: list[str] = []  # steps started and not finished, in start order
+        self._running: dict[str, None] = {}  # steps started and not finished, in start order
+        self._mapped = MappedFolding()
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._follow, name=f"progress-{run_id[:8]}", daemon=True
@@ -150,6 +152,15 @@ class RunProgress:
         self._thread.join()
         if self._status is not None:
             self._status.stop()
+        folded = sum(self._mapped.folded.values())
+        if folded:
+            self.console.print(
+                Text(
+                    f"({folded} lines of mapped steps folded; "
+                    f"`orchestrator run logs {self.run_id}` has them all)",
+                    style="dim",
+                )
+            )
 
     def _follow(self) -> None:
         cursor: str | None = None
@@ -168,20 +179,64 @@ class RunProgress:
         self.events.append(event)
         step = event.step_key
         if event.event_type_value == EventType.STEP_START and step:
-            self._running.append(step)
+            self._running[step] = None
         elif step in self._running and event.event_type_value in (
             EventType.STEP_SUCCESS,
             EventType.STEP_FAILURE,
             EventType.STEP_UP_FOR_RETRY,
         ):
-            self._running.remove(step)
-        line = render_event(event)
+            del self._running[step]
+        line = self._mapped.line(event)
         if line is not None:
             self.console.print(line)
         if self._status is not None:
+            running = list(self._running)
+            more = f" and {len(running) - 5} more" if len(running) > 5 else ""
             self._status.update(
-                f"Running {', '.join(self._running)}…" if self._running else "Waiting…"
+                f"Running {', '.join(running[:5])}{more}…" if running else "Waiting…"
             )
+
+
+class MappedFolding:
+    """Keeps a fan-out of thousands of mapped steps (``op[key]``) to a few lines: the mapping
+    keys found, the first successes and log lines of each mapped op, then its progress every
+    tenth of the way. Failures, retries and skips always get their line."""
+
+    SHOWN = 3  # successes and log lines shown per mapped op before folding
+
+    def __init__(self) -> None:
+        self.total: dict[str, int] = {}  # mapped op -> steps made
+        self.done: dict[str, int] = {}
+        self.logs: dict[str, int] = {}
+        self.folded: dict[str, int] = {}  # lines not shown, per mapped op
+
+    def line(self, event: Event) -> Text | None:
+        etype, step, data = event.event_type_value, event.step_key or "", event.data
+        if etype == EventType.ENGINE_EVENT and data.get("kind") == MAPPING_RESOLVED:
+            keys = data.get("mapping_keys")
+            for handle in data.get("steps") or ():
+                self.total[handle] = self.total.get(handle, 0) + len(keys or ())
+            what = "not produced" if keys is None else f"{len(keys)} mapping keys"
+            mapped = ", ".join(f"{h}[*]" for h in data.get("steps") or ()) or "nothing"
+            return _line("⇉", "cyan", step, f"{data.get('output_name')}: {what} -> {mapped}")
+        if "[" not in step or step.endswith("[?]"):
+            return render_event(event)
+        group = step.split("[", 1)[0]
+        if etype == EventType.STEP_SUCCESS:
+            done = self.done[group] = self.done.get(group, 0) + 1
+            total = self.total.get(group, 0)
+            if done <= self.SHOWN:
+                return render_event(event)
+            if total and (done == total or done * 10 // total != (done - 1) * 10 // total):
+                return _line("✓", "green", f"{group}[*]", f"{done}/{total} succeeded")
+            self.folded[group] = self.folded.get(group, 0) + 1
+            return None
+        if etype == EventType.LOG_MESSAGE:
+            shown = self.logs[group] = self.logs.get(group, 0) + 1
+            if shown > self.SHOWN:
+                self.folded[group] = self.folded.get(group, 0) + 1
+                return None
+        return render_event(event)
 
 
 def print_run_end(out: Console, err: Console, instance: Instance, run_id: str) -> bool:
