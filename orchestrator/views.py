@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.cli.run_view import StepSummary, describe_pointer
+from orchestrator.cli.step_groups import StepGroup, group_counts, mapped_handle
 from orchestrator.concurrency.redis import BucketState, LeaseInfo, LimitState
 from orchestrator.execution.events import ErrorInfo, Event, EventType
 from orchestrator.execution.loop import ATTEMPT_LOST, NO_CONSUMER, RESENT, WAITING_FOR_SLOT
@@ -62,7 +63,9 @@ def step_json(step: StepSummary) -> dict[str, Any]:
 
     Keys: ``step_key``, ``state`` (e.g. ``"succeeded"``, ``"waiting for slot"``), ``attempts``,
     ``start_time``, ``end_time``, ``duration_seconds`` (first start to outcome, retries
-    included), ``error`` (``"Type: message"`` or null), ``note`` and ``worker`` (or null).
+    included), ``error`` (``"Type: message"`` or null), ``note``, ``worker`` (or null) and
+    ``group``: the handle of the mapped op the step belongs to (``process`` for
+    ``process[a]``, see :func:`group_json`), null for a step that is not mapped.
     """
     return {
         "step_key": step.step_key,
@@ -74,6 +77,35 @@ def step_json(step: StepSummary) -> dict[str, Any]:
         "error": step.error,
         "note": step.note,
         "worker": step.worker,
+        "group": mapped_handle(step.step_key),
+    }
+
+
+def group_json(group: StepGroup) -> dict[str, Any]:
+    """The steps of one mapped op, counted (see :class:`~orchestrator.cli.step_groups.StepGroup`).
+
+    Keys: ``group`` (the op handle, as the ``group`` of its steps), ``label``
+    (``"process[*]"``), ``depth`` (mappings it is under), ``state`` (its most active
+    unfinished state, else ``failed``, ``succeeded`` or ``skipped``), ``step_count``,
+    ``counts`` (steps per state, every state named), ``start_time`` (first start),
+    ``end_time`` (last outcome, null while a step is unfinished), ``duration_seconds``,
+    ``note`` (e.g. ``"nothing to map: ..."``, or null), ``unmapped`` (placeholder keys such as
+    ``process[?]`` skipped because nothing was mapped) and ``producer`` (the op whose dynamic
+    output it maps over, or null).
+    """
+    return {
+        "group": group.handle,
+        "label": group.label,
+        "depth": group.depth,
+        "state": group.status.value,
+        "step_count": group.size,
+        "counts": group_counts(group),
+        "start_time": group.start_time,
+        "end_time": group.end_time,
+        "duration_seconds": _duration(group.start_time, group.end_time),
+        "note": group.note,
+        "unmapped": list(group.unmapped),
+        "producer": group.producer,
     }
 
 

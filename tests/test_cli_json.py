@@ -221,7 +221,7 @@ def test_run_show_json_has_the_run_and_each_steps_state() -> None:
 
     shown = invoke_json("run", "show", run_id, "--json")
 
-    assert set(shown) == {"run", "steps", "driver"}
+    assert set(shown) == {"run", "steps", "groups", "driver"}
     assert shown["run"]["run_id"] == run_id and shown["run"]["status"] == "FAILURE"
     assert shown["driver"] is None  # a finished run has no driver
     steps = {s["step_key"]: s for s in shown["steps"]}

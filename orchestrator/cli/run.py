@@ -32,25 +32,23 @@ from orchestrator.cli.common import (
 )
 from orchestrator.cli.progress import (
     execute_with_progress,
-    format_duration,
     quiet_last_resort_logging,
     user_traceback,
 )
 from orchestrator.cli.run_view import (
-    StepStatus,
     describe_pointer,
     format_time,
     log_line,
-    plan_step_keys,
     run_duration,
     short_tags,
-    step_summaries,
     styled,
 )
+from orchestrator.cli.step_groups import summarize_run
+from orchestrator.cli.steps_table import steps_table
 from orchestrator.errors import CodeLocationError, ReconstructionError
 from orchestrator.execution.events import RUN_TERMINAL, Event, EventType
 from orchestrator.storage.base import Instance, RunRecord, RunsFilter, RunStatus
-from orchestrator.views import event_json, run_json, step_json
+from orchestrator.views import event_json, group_json, run_json, step_json
 
 # Tables of runs are laid out at least this wide when stdout is not a terminal.
 _TABLE_WIDTH = 160
@@ -192,12 +190,26 @@ def list_command(
 
 @run.command("show", short_help="Show a run: status, config, and each step's state.")
 @click.argument("run_id")
-@_json_option('Print one JSON object for scripts: {"run": ..., "steps": [...], "driver": ...}.')
-def show_command(run_id: str, as_json: bool) -> None:
+@click.option(
+    "--steps",
+    "steps_shown",
+    type=click.Choice(["grouped", "all"]),
+    default="grouped",
+    show_default=True,
+    help="grouped: one line per mapped op (process[*]) with its state counts and failed "
+    "steps; all: every mapped step too.",
+)
+@_json_option(
+    'Print one JSON object for scripts: {"run": ..., "steps": [...], "groups": [...], '
+    '"driver": ...} (every step, mapped ones included).'
+)
+def show_command(run_id: str, steps_shown: str, as_json: bool) -> None:
     """Show one run: status, job, tags, timestamps, parent run, run config, and each step with
     its state (succeeded, failed, skipped, running, waiting for slot, up for retry, not
-    started), attempts, duration and error. Failed steps' tracebacks follow on stderr (with
-    --json, read them from `orchestrator run logs RUN_ID --json`)."""
+    started), attempts, duration and error. An op mapped over a dynamic output is one line
+    (process[*]) with how many of its steps are in each state, followed by its failed steps
+    (the first 10); --steps all lists all its steps. Failed steps' tracebacks follow on stderr
+    (with --json, read them from `orchestrator run logs RUN_ID --json`)."""
     out = make_console(min_width=_TABLE_WIDTH)
     err = make_console(stderr=True)
     with bad_input_exits(), get_instance() as instance:
@@ -205,42 +217,25 @@ def show_command(run_id: str, as_json: bool) -> None:
         events = instance.all_events(run_id)
         plan_json = _stored_plan(instance, run_id)
         driver = _driver_note(instance, record)
-    steps = step_summaries(events, plan_step_keys(plan_json))
+    run_steps = summarize_run(events, plan_json)
     if as_json:
         _print_json(
-            {"run": run_json(record), "steps": [step_json(s) for s in steps], "driver": driver}
+            {
+                "run": run_json(record),
+                "steps": [step_json(s) for s in run_steps.steps],
+                "groups": [group_json(g) for g in run_steps.groups],
+                "driver": driver,
+            }
         )
         return
     _print_header(out, record, driver)
     out.print()
-    if not steps:
+    if not run_steps.steps and not run_steps.groups:
         out.print("No steps have started yet.", markup=False)
         return
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    table.add_column("Step", style="bold", no_wrap=True)
-    table.add_column("State", no_wrap=True)
-    table.add_column("Attempts", justify="right")
-    table.add_column("Duration", justify="right", no_wrap=True)
-    with_workers = any(step.worker for step in steps)
-    if with_workers:
-        table.add_column("Worker", overflow="fold")
-    table.add_column("Details", overflow="fold")
-    for step in steps:
-        if step.error:
-            details = Text(step.error, style="red")
-        else:
-            details = Text(step.note or "", style="dim")
-        cells: list[Text | str] = [
-            Text(step.step_key),
-            styled(step.status.value),
-            str(step.attempts) if step.attempts else "",
-            format_duration(step.duration_ms),
-        ]
-        if with_workers:
-            cells.append(Text(step.worker or "", style="dim"))
-        table.add_row(*cells, details)
+    table, listed = steps_table(run_steps, expand=steps_shown == "all")
     out.print(table)
-    failed = {s.step_key for s in steps if s.status is StepStatus.FAILED}
+    failed = set(listed)
     for event in events:
         if event.event_type_value == EventType.STEP_FAILURE and event.step_key in failed:
             stack = user_traceback(event.error)

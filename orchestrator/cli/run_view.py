@@ -19,6 +19,7 @@ from rich.text import Text
 from orchestrator.cli.progress import error_summary, format_duration
 from orchestrator.execution.events import Event, EventType
 from orchestrator.execution.loop import ATTEMPT_LOST, LAUNCHED, NO_CONSUMER, WAITING_FOR_SLOT
+from orchestrator.plan.dynamic import UNRESOLVED
 from orchestrator.storage.base import RunRecord, RunStatus
 
 
@@ -193,7 +194,9 @@ def step_summaries(events: Iterable[Event], step_keys: Sequence[str] = ()) -> li
 
 def plan_step_keys(plan_json: str | None) -> list[str]:
     """The step keys, in plan order, of a stored execution plan (``ExecutionPlan.to_json``);
-    an empty list when there is none or it cannot be read."""
+    an empty list when there is none or it cannot be read. Templates of mapped ops
+    (``process[?]``) are left out: they are not steps (see :mod:`orchestrator.cli.step_groups`
+    for the steps their mapping keys make)."""
     if not plan_json:
         return []
     try:
@@ -202,7 +205,11 @@ def plan_step_keys(plan_json: str | None) -> list[str]:
         return []
     if not isinstance(steps, list):
         return []
-    return [s["key"] for s in steps if isinstance(s, Mapping) and isinstance(s.get("key"), str)]
+    return [
+        s["key"]
+        for s in steps
+        if isinstance(s, Mapping) and isinstance(s.get("key"), str) and UNRESOLVED not in s["key"]
+    ]
 
 
 # -- formatting ------------------------------------------------------------------------------

@@ -19,13 +19,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette.sse import EventSourceResponse
 
-from orchestrator.cli.run_view import StepStatus, plan_step_keys, step_summaries
+from orchestrator.cli.run_view import StepStatus
+from orchestrator.cli.step_groups import is_placeholder, summarize_run
 from orchestrator.coordinator import cancel_run, driver_state, launch_run
 from orchestrator.execution.api import PARENT_RUN_TAG
 from orchestrator.execution.events import RUN_TERMINAL, Event
 from orchestrator.execution.reexecution import ReexecutionOptions
 from orchestrator.storage.base import RunRecord, RunsFilter, RunStatus
-from orchestrator.views import event_json, lease_json, run_json, step_json
+from orchestrator.views import event_json, group_json, lease_json, run_json, step_json
 from orchestrator.web.errors import ApiError
 from orchestrator.web.launch import CheckRequest, launch
 from orchestrator.web.state import WebState
@@ -138,17 +139,21 @@ def wait_reasons(state: WebState, run_id: str, waiting: set[str]) -> dict[str, d
 
 def run_detail(state: WebState, record: RunRecord) -> dict[str, Any]:
     """``GET /api/runs/{run_id}``: the record, each step (state, attempts, worker, times,
-    timeline, wait reason), who drives it, and its parent and child runs."""
+    timeline, wait reason, mapped op group), the groups of mapped steps (``process[*]``,
+    counted per state), who drives it, and its parent and child runs. ``step_counts``
+    counts the steps that run: a placeholder skipped because nothing was mapped
+    (``process[?]``, listed among the steps) is its group's, not counted."""
     instance = state.instance
     events = instance.all_events(record.run_id)
-    steps = step_summaries(events, plan_step_keys(instance.plan_json(record.run_id)))
+    run_steps = summarize_run(events, instance.plan_json(record.run_id))
     timelines = step_timelines(events)
-    waiting = {s.step_key for s in steps if s.status is StepStatus.WAITING_FOR_SLOT}
+    waiting = {s.step_key for s in run_steps.steps if s.status is StepStatus.WAITING_FOR_SLOT}
     reasons = wait_reasons(state, record.run_id, waiting)
     counts: dict[str, int] = {}
     step_rows = []
-    for step in steps:
-        counts[step.status.value] = counts.get(step.status.value, 0) + 1
+    for step in run_steps.steps:
+        if not is_placeholder(step.step_key):
+            counts[step.status.value] = counts.get(step.status.value, 0) + 1
         row = step_json(step)
         row["timeline"] = timelines.get(step.step_key, [])
         row["wait"] = reasons.get(step.step_key)
@@ -159,6 +164,7 @@ def run_detail(state: WebState, record: RunRecord) -> dict[str, Any]:
     return {
         "run": run_json(record),
         "steps": step_rows,
+        "groups": [group_json(g) for g in run_steps.groups],
         "step_counts": counts,
         "driver": driver,
         "parent_run_id": record.parent_run_id or record.tags.get(PARENT_RUN_TAG),

@@ -1,9 +1,12 @@
 // A run's event log: every stored event (paged GETs), then live ones from the run's
 // server-sent event stream (the browser resends Last-Event-ID itself when it reconnects;
 // ids already shown are ignored). Filters by step, type, level and text; only matching
-// rows are rendered, at most the last MAX_ROWS of them, appended in one batch per frame.
+// rows are rendered, at most the last MAX_ROWS of them, appended in one batch per frame. The
+// step filter offers a mapped op as one group (``process[*]``: the events of all its steps),
+// not each of its thousands of steps; a click on a step key in a row filters that one step.
 
 import { api, enc, h, fill, fmtClock, fmtTime, openStream, setLive } from './lib.js';
+import { groupLabel } from './groups.js';
 
 const PAGE = 1000;
 const MAX_ROWS = 2000;
@@ -61,9 +64,10 @@ export function createEventLog(runId, { onEvent, onEnd }) {
     ids.add(ev.id);
     const err = ev.error ? `${ev.error.type} ${ev.error.message}` : '';
     ev._text = `${ev.message || ''}\n${ev.type}\n${ev.step_key || ''}\n${err}`.toLowerCase();
+    ev._group = ev.step_key ? groupLabel(ev.step_key) : ''; // the step key if not mapped
     events.push(ev);
     let grown = false;
-    for (const [name, value] of [['step', ev.step_key], ['type', ev.type], ['level', ev.level]]) {
+    for (const [name, value] of [['step', ev._group], ['type', ev.type], ['level', ev.level]]) {
       if (value && !seen[name].has(value)) { seen[name].add(value); grown = true; }
     }
     if (grown) optionsStale = true;
@@ -71,7 +75,8 @@ export function createEventLog(runId, { onEvent, onEnd }) {
   }
 
   function matches(ev) {
-    if (filters.step === RUN_LEVEL ? ev.step_key : (filters.step && ev.step_key !== filters.step)) return false;
+    if (filters.step === RUN_LEVEL ? ev.step_key
+      : (filters.step && ev.step_key !== filters.step && ev._group !== filters.step)) return false;
     if (filters.type && ev.type !== filters.type) return false;
     if (filters.level) {
       if (filters.level.startsWith('>=')) {
@@ -89,7 +94,10 @@ export function createEventLog(runId, { onEvent, onEnd }) {
 
   function renderOptions() {
     optionsStale = false;
-    options(stepSelect, [...seen.step], 'all steps', h('option', { value: RUN_LEVEL }, '(run events, no step)'));
+    const steps = [...seen.step];
+    // one mapped step picked from the log (a click on its key) is offered while it is the filter
+    if (filters.step && filters.step !== RUN_LEVEL && !seen.step.has(filters.step)) steps.push(filters.step);
+    options(stepSelect, steps, 'all steps', h('option', { value: RUN_LEVEL }, '(run events, no step)'));
     options(typeSelect, [...seen.type].sort(), 'all types');
     const levels = [...seen.level].sort((a, b) => LEVELS.indexOf(a) - LEVELS.indexOf(b));
     options(levelSelect, levels, 'all levels',
@@ -105,13 +113,20 @@ export function createEventLog(runId, { onEvent, onEnd }) {
       h('td', {}, h('span', { class: `lvl lvl-${ev.level}` }, ev.level)),
       h('td', { class: 'mono small' }, ev.type),
       h('td', { class: 'mono small' }, ev.step_key
-        ? h('button', { type: 'button', class: 'link', title: `Only events of ${ev.step_key}`, onclick: () => { stepSelect.value = ev.step_key; setFilter('step', ev.step_key); } }, ev.step_key)
+        ? h('button', { type: 'button', class: 'link', title: `Only events of ${ev.step_key}`, onclick: () => filterStep(ev.step_key) }, ev.step_key)
         : ''),
       h('td', { class: 'msg' }, h('span', {}, ev.message || ''), details));
   }
 
   function setFilter(name, value) {
     filters[name] = value;
+    renderAll();
+  }
+
+  function filterStep(key) {
+    filters.step = key;
+    renderOptions();
+    stepSelect.value = key;
     renderAll();
   }
 
@@ -212,7 +227,8 @@ export function createEventLog(runId, { onEvent, onEnd }) {
     },
     /** How many events are known: the stored ones loaded, then the live ones. */
     get count() { return events.length; },
-    /** Step keys of the run (from its detail), listed first in the step filter. */
+    /** Step keys of the run (from its detail; a mapped op's group label, ``process[*]``),
+     * listed first in the step filter. */
     knowSteps(keys) {
       let grown = false;
       for (const key of keys) if (!seen.step.has(key)) { seen.step.add(key); grown = true; }

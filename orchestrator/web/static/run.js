@@ -1,7 +1,8 @@
 // A run (``/runs/{run_id}``): header (status, job, times, tags, driver, lineage), Cancel and
-// Re-execute, the step timeline, the steps with their wait reasons, and the event log. The
-// detail is re-fetched on live events (at most every 500 ms), never on a timer; a timer only
-// moves "now" for a run still going.
+// Re-execute, the step timeline, the steps with their wait reasons, and the event log. Mapped
+// steps are grouped by op (``process[*]``), open on demand. The detail is re-fetched on live
+// events (at most every 500 ms), never on a timer; a timer only moves "now" for a run still
+// going.
 
 import {
   api, enc, h, fill, flash, errorMessage, throttle, statusBadge, stateBadge, runLink, tagChips,
@@ -10,6 +11,7 @@ import {
 import { createTimeline } from './timeline.js';
 import { createEventLog } from './eventlog.js';
 import { createSteps } from './steps.js';
+import { groupLabel } from './groups.js';
 
 export async function render(root, runId) {
   let detail = await api('GET', `/api/runs/${enc(runId)}`);
@@ -33,12 +35,24 @@ export async function render(root, runId) {
   const actionNote = h('span', { class: 'muted small', role: 'status' });
 
   const timeline = createTimeline();
+  const expanded = new Set(); // handles of the mapped op groups shown open
+  const limits = new Map(); // per open group, how many of its steps are shown
+  const toggleGroup = (handle) => {
+    if (expanded.has(handle)) expanded.delete(handle); else expanded.add(handle);
+    renderSteps(Date.now() / 1000);
+  };
+  const showMore = (handle, shown) => {
+    limits.set(handle, shown);
+    renderSteps(Date.now() / 1000);
+  };
   const steps = createSteps({
     onCheck: (keys) => {
       stepsInput.value = keys.join(', ');
       if (keys.length) strategy.value = 'selected';
       syncStrategy();
     },
+    onToggle: toggleGroup,
+    onMore: showMore,
   });
   const refreshSoon = throttle(refresh, 500);
   const log = createEventLog(runId, { onEvent: refreshSoon, onEnd: () => refresh() });
@@ -97,9 +111,16 @@ export async function render(root, runId) {
     cancelButton.title = finished ? `The run is ${run.status}` : 'Stop the run';
     reexecuteButton.disabled = !finished;
     reexecuteButton.title = finished ? 'Launch a new run of this job' : 'Wait for the run to end to re-execute it';
-    timeline.update(detail.steps, run, now);
-    steps.update(detail.steps, runId);
-    log.knowSteps(detail.steps.map((s) => s.step_key));
+    renderSteps(now);
+    // the step filter offers a mapped op's group (process[*]), not each of its steps
+    log.knowSteps([...new Set(detail.steps.map((s) => (s.group ? groupLabel(s.step_key) : s.step_key)))]);
+  }
+
+  function renderSteps(now) {
+    const groups = detail.groups || [];
+    timeline.update(detail.steps, groups, detail.run, now,
+      { expanded, limits, onToggle: toggleGroup, onMore: showMore });
+    steps.update(detail.steps, groups, runId, expanded, limits);
   }
 
   async function refresh() {

@@ -1,10 +1,13 @@
 // The run page's step timeline (a Gantt chart): one row per step, one absolutely positioned
-// bar per segment (waiting / queued / running, coloured by outcome). Positions are in
-// seconds from the run's first segment, scaled by one CSS variable (--k, percent per second)
-// on the chart: moving "now" rewrites that variable and the open bars' widths, nothing else,
-// and a step's bars are rebuilt only when its segments change. Fast with 1,000 steps.
+// bar per segment (waiting / queued / running, coloured by outcome). An op mapped over a
+// dynamic output is one row (``process[*]``) with one bar from its first start to its last
+// outcome; its steps' rows are built only while it is open. Positions are in seconds from the
+// run's first segment, scaled by one CSS variable (--k, percent per second) on the chart:
+// moving "now" rewrites that variable and the open bars' widths, nothing else, and a row's
+// bars are rebuilt only when its segments change. Fast with 1,000 steps.
 
 import { h, fill, fmtClock, fmtDuration } from './lib.js';
+import { PAGE, displayItems, toggleButton } from './groups.js';
 
 const NICE_STEPS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600,
   7200, 10800, 21600, 43200, 86400];
@@ -71,10 +74,65 @@ export function createTimeline() {
     renderAxis();
   }
 
+  function groupBar(group, now) {
+    if (group.start_time === null || group.start_time === undefined) return [];
+    const finished = group.end_time !== null && group.end_time !== undefined;
+    const end = finished ? group.end_time : now;
+    const outcome = { succeeded: 'success', failed: 'failure' }[group.state] || '';
+    const bar = h('div', {
+      class: `bar group k-running${outcome && finished ? ` o-${outcome}` : ''}${finished ? '' : ' open'}`,
+      testid: 'timeline-group-bar',
+      data: { group: group.group, state: group.state },
+      title: `${group.label} — ${group.step_count} steps, ${group.state}\n${fmtClock(group.start_time)} → `
+        + `${finished ? fmtClock(end) : 'now'} (${fmtDuration(end - group.start_time)})`,
+    });
+    bar.style.setProperty('--s', (group.start_time - t0).toFixed(3));
+    bar.style.setProperty('--d', Math.max(0, end - group.start_time).toFixed(3));
+    if (!finished) open.push([bar, group.start_time]);
+    return [bar];
+  }
+
+  /** What one display item draws: its label, its bars, and a signature of both. */
+  function view(item, now, expanded, onToggle, onMore) {
+    if (item.kind === 'step') {
+      const { step } = item;
+      return {
+        sig: JSON.stringify(step.timeline || []),
+        cls: item.member ? 'tl-row tl-member' : 'tl-row',
+        data: { step: step.step_key },
+        label: () => h('div', { class: 'tl-label', title: step.step_key }, step.step_key),
+        bars: () => (step.timeline || []).map((seg) => barFor(step.step_key, seg, now)),
+      };
+    }
+    if (item.kind === 'group') {
+      const { group } = item;
+      const isOpen = expanded.has(group.group);
+      return {
+        sig: JSON.stringify([group.start_time, group.end_time, group.state, group.step_count, isOpen]),
+        cls: 'tl-row tl-group',
+        data: { group: group.group },
+        testid: `timeline-group-${group.group}`,
+        label: () => h('div', { class: 'tl-label', title: group.label }, toggleButton(group, isOpen, onToggle)),
+        bars: () => groupBar(group, now),
+      };
+    }
+    const rest = item.total - item.shown;
+    return {
+      sig: JSON.stringify([item.shown, item.total]),
+      cls: 'tl-row tl-member',
+      data: { more: item.group.group },
+      label: () => h('div', { class: 'tl-label' }, h('button', {
+        type: 'button', class: 'link', onclick: () => onMore(item.group.group, item.shown + PAGE),
+      }, `${rest} more…`)),
+      bars: () => [],
+    };
+  }
+
   return {
     element,
-    /** Draw ``steps`` (the run detail's) of ``run`` as of ``now`` (seconds). */
-    update(steps, run, now) {
+    /** Draw ``steps`` and ``groups`` (the run detail's) of ``run`` as of ``now`` (seconds);
+     * groups whose handle is in ``expanded`` are open, showing ``limits.get(handle)`` steps. */
+    update(steps, groups, run, now, { expanded, limits, onToggle, onMore }) {
       finished = Boolean(run.end_time);
       let first = Infinity;
       let last = -Infinity;
@@ -96,24 +154,34 @@ export function createTimeline() {
         byStep.clear();
         rows.replaceChildren();
       }
-      open = open.filter(([bar]) => bar.isConnected);
-      for (const step of steps) {
-        const sig = JSON.stringify(step.timeline || []);
-        let entry = byStep.get(step.step_key);
+      const keep = new Set();
+      let previous = null;
+      for (const item of displayItems(steps, groups, expanded, limits)) {
+        keep.add(item.key);
+        const v = view(item, now, expanded, onToggle, onMore);
+        let entry = byStep.get(item.key);
         if (!entry) {
           const track = h('div', { class: 'tl-track' });
-          const row = h('div', { class: 'tl-row', role: 'listitem', data: { step: step.step_key } },
-            h('div', { class: 'tl-label', title: step.step_key }, step.step_key), track);
+          const row = h('div', { class: v.cls, role: 'listitem', testid: v.testid, data: v.data }, v.label(), track);
           entry = { row, track, sig: null };
-          byStep.set(step.step_key, entry);
-          rows.append(row);
+          byStep.set(item.key, entry);
         }
-        if (entry.sig !== sig) {
+        if ((previous ? previous.nextSibling : rows.firstChild) !== entry.row) {
+          if (previous) previous.after(entry.row);
+          else rows.prepend(entry.row);
+        }
+        if (entry.sig !== v.sig) {
           open = open.filter(([bar]) => bar.parentNode !== entry.track);
-          fill(entry.track, (step.timeline || []).map((seg) => barFor(step.step_key, seg, now)));
-          entry.sig = sig;
+          entry.row.firstChild.replaceWith(v.label());
+          fill(entry.track, v.bars());
+          entry.sig = v.sig;
         }
+        previous = entry.row;
       }
+      for (const [key, entry] of byStep) {
+        if (!keep.has(key)) { entry.row.remove(); byStep.delete(key); }
+      }
+      open = open.filter(([bar]) => bar.isConnected);
       scale(now);
     },
     /** Move "now" (a live run): the scale and the open bars follow. */
