@@ -26,6 +26,9 @@ from tests.waiting import BOUND, wait_until
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+JOBS = "tests.faults.jobs"  # the code location workers and coordinators serve by default
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -154,6 +157,7 @@ class Deployment:
         queues: str = "orchestrator",
         concurrency: int = 2,
         extra_env: dict[str, str] | None = None,
+        module: str = JOBS,
     ) -> Proc:
         node = f"{name}@{uuid.uuid4().hex[:6]}"
         proc = self.spawn(
@@ -162,7 +166,7 @@ class Deployment:
                 "worker",
                 "start",
                 "-m",
-                "tests.faults.jobs",
+                module,
                 "-Q",
                 queues,
                 "-c",
@@ -183,10 +187,12 @@ class Deployment:
         assert proc.alive(), f"worker {name} did not start:\n{proc.output()}"
         return proc
 
-    def start_coordinator(self, name: str = "coordinator") -> Proc:
+    def start_coordinator(self, name: str = "coordinator", module: str = JOBS) -> Proc:
+        """A coordinator serving the code location ``module`` (processes refuse runs of
+        code locations they were not started with)."""
         registry = ProcessRegistry(self.client(), self.keys, 60.0, "coordinator")
         before = set(registry.live())
-        proc = self.spawn(name, ["coordinator", "start", "-m", "tests.faults.jobs"])
+        proc = self.spawn(name, ["coordinator", "start", "-m", module])
         wait_until(
             f"{name} to register",
             lambda: set(registry.live()) - before or not proc.alive(),
