@@ -312,3 +312,14 @@ def test_the_progress_view_folds_mapped_steps_but_shows_each_failure() -> None:
     assert any(ln.startswith("✗ noisy[k7]") for ln in lines)
     assert "✓ noisy[*]  45/50 succeeded" in lines
     assert len(lines) < 25 and sum(folding.folded.values()) > 50
+
+
+def test_a_mapped_op_called_directly_reads_its_mapping_key_from_the_test_context() -> None:
+    from orchestrator import build_op_context
+
+    @op
+    def keyed(context: Any) -> str:
+        return f"key={context.get_mapping_key()}"
+
+    assert keyed(build_op_context(mapping_key="k1")) == "key=k1"
+    assert keyed(build_op_context()) == "key=None"

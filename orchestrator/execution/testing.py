@@ -86,6 +86,7 @@ def build_op_context(
     partition_key: str | None = None,
     run_tags: Mapping[str, str] | None = None,
     run_id: str = _TEST_RUN_ID,
+    mapping_key: str | None = None,
 ) -> TestOpExecutionContext:
     """A context for calling an op function directly: ``my_op(build_op_context(...), x)``.
 
@@ -98,6 +99,7 @@ def build_op_context(
             the config itself).
         partition_key: the run's partition, for partitioned ops.
         run_tags: the run's tags.
+        mapping_key: what ``context.get_mapping_key()`` returns, for a mapped op.
     """
     scope, built = _scope(resources, resources_config)
     name = "EPHEMERAL_OP"
@@ -113,6 +115,7 @@ def build_op_context(
         partition_key=partition_key,
         run_tags=run_tags,
         instance=instance,
+        mapping_key=mapping_key,
     )
 
 
