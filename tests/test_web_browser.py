@@ -349,3 +349,70 @@ def test_unknown_run_shows_an_error(browser: Browser) -> None:
     assert "no-such-run" in error or "not found" in error.lower(), error
     browser.shot("run-not-found")
     browser.check_console(allow_4xx=True)
+
+
+def test_run_page_groups_mapped_steps(browser: Browser, web_stack: WebStack) -> None:
+    with web_stack.http() as http:
+        # Given a run of fan_out_job: process mapped over 60 keys, k7 failing
+        run_id = launch(http, "fan_out_job")
+        assert finished_status(http, run_id) == "FAILURE"
+
+    # When its page is open
+    browser.open(f"/runs/{run_id}")
+    browser.element(css("run-status", status="FAILURE"))
+
+    # Then the mapped op is one group row, counted per state, closed
+    group = css("step-group-process", group="process", state="failed", count="60")
+    browser.element(group, "the group row of process")
+    text = browser.text(group)
+    assert "process[*]" in text and "60 steps" in text, text
+    assert re.search(r"succeeded\s+59\b", text) and re.search(r"failed\s+1\b", text), text
+    browser.element(f'{group} .group-count[data-state="succeeded"][data-count="59"]')
+    browser.element(f'{group} .group-count[data-state="failed"][data-count="1"]')
+    assert browser.attr(group, "aria-expanded") == "false"
+
+    # And none of its 60 steps is rendered: only the steps that are not mapped
+    assert browser.attrs(css("step-row"), "data-step") == ["emit", "merge"]
+    browser.element(step_state("emit", "succeeded"))
+    timeline = css("timeline")
+    assert len(browser.elements(f"{timeline} {css('timeline-group-process')}")) == 1
+    browser.element(css("timeline-group-bar", group="process", state="failed"))
+    assert not browser.elements(f"{timeline} .tl-member")
+
+    # And the event log's step filter offers the group, not each mapped step
+    step_filter = f"{css('event-filter-step')} option"
+    browser.element(css("event-row", type="RUN_FAILURE"))
+    values = browser.attrs(step_filter, "value")
+    assert "process[*]" in values and "emit" in values, values
+    assert not [v for v in values if v and v.startswith("process[k")], values
+    browser.shot("run-fan-out-collapsed")
+
+    # When the user opens the group
+    browser.click(f"{group} button.group-toggle")
+
+    # Then its 60 steps are listed under it, the failed one with its error
+    member = css("step-row", group="process")
+    browser.element(f'{group}[aria-expanded="true"]', "the group to open")
+    failed = step_state("process[k7]", "failed")
+    browser.element(f"{failed}.member", "the failed mapped step")
+    assert "cannot process 7" in browser.text(f"{failed} {css('step-error')}")
+    browser.element(step_state("process[k0]", "succeeded"))
+    steps = browser.attrs(member, "data-step")
+    assert steps == [f"process[k{i}]" for i in range(60)], steps
+    assert set(browser.attrs(member, "data-state")) == {"succeeded", "failed"}
+    assert not browser.elements(css("group-more"))
+    assert len(browser.elements(f"{timeline} .tl-member")) == 60
+    browser.shot("run-fan-out-expanded")
+
+    # And the group's option in the step filter shows the events of its steps only
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.element(css("event-filter-step"))).select_by_value("process[*]")
+    browser.wait("the step filter to apply", lambda d: "match" in browser.text(css("event-note")))
+    shown = browser.driver.execute_script(
+        "return [...document.querySelectorAll('[data-testid=\"event-row\"] td:nth-child(4)')]"
+        ".map((td) => td.textContent);"
+    )
+    assert shown and all(s.startswith("process[k") for s in shown), shown[:5]
+    assert "process[k7]" in shown
+    browser.check_console()

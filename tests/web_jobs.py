@@ -4,16 +4,21 @@ and worker processes the tests start.
 ``greet`` takes required config; ``hold`` waits on a file the test creates (so a run stays
 running, or a step stays waiting for a slot, exactly as long as the test needs); ``flaky``
 fails until a marker file exists (re-execution from failure); ``daily`` is partitioned;
-``on_celery`` runs on Celery workers.
+``on_celery`` runs on Celery workers; ``fan_out_job`` maps ``process`` over 60 keys
+(``k0`` .. ``k59``), one of which (``k7``) fails, so the collecting op is skipped.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from orchestrator import (
     Config,
+    DynamicOut,
+    DynamicOutput,
+    OpExecutionContext,
     StaticPartitionsDefinition,
     celery_executor,
     in_process_executor,
@@ -148,3 +153,30 @@ def gather(parts: list[int]) -> int:
 @job(executor_def=in_process_executor)
 def fan_in() -> None:
     gather([part_a(), part_b(), part_c()])
+
+
+FAN_OUT_KEYS = tuple(f"k{i}" for i in range(60))
+FAN_OUT_FAILING_KEY = "k7"
+
+
+@op(out=DynamicOut())
+def emit() -> Iterator[DynamicOutput[int]]:
+    for i, key in enumerate(FAN_OUT_KEYS):
+        yield DynamicOutput(i, mapping_key=key)
+
+
+@op
+def process(context: OpExecutionContext, n: int) -> int:
+    if context.get_mapping_key() == FAN_OUT_FAILING_KEY:
+        raise ValueError(f"cannot process {n}")
+    return n * 2
+
+
+@op
+def merge(values: list[int]) -> int:
+    return sum(values)
+
+
+@job(executor_def=in_process_executor)
+def fan_out_job() -> None:
+    merge(emit().map(process).collect())
