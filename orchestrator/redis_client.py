@@ -42,6 +42,10 @@ log = logging.getLogger("orchestrator.redis")
 
 T = TypeVar("T")
 
+# Jitter draws from its own generator: background threads retrying must not move the global
+# random state that user code (and property-based tests) may rely on.
+_JITTER = random.Random()
+
 
 def redact_url(url: str) -> str:
     """``url`` with its password replaced by ``***`` (safe to print)."""
@@ -110,7 +114,7 @@ class _Backoff(AbstractBackoff):
 
     def compute(self, failures: int) -> float:
         ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** min(failures, 16))
-        return random.uniform(ceiling / 2, ceiling)
+        return _JITTER.uniform(ceiling / 2, ceiling)
 
 
 class OutageRetry(Retry):

@@ -9,6 +9,8 @@ from typing import Any
 
 from orchestrator.errors import DefinitionError
 
+_JITTER = random.Random()  # not the global generator: user code may seed and rely on it
+
 
 class Backoff(Enum):
     """How the delay grows with each retry."""
@@ -58,7 +60,7 @@ class RetryPolicy:
             computed = self.delay * attempt
         else:
             computed = self.delay
-        rand = (rng or random).random()
+        rand = (rng or _JITTER).random()
         if self.jitter is Jitter.FULL:
             computed = rand * computed
         elif self.jitter is Jitter.PLUS_MINUS:
