@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -61,3 +62,17 @@ def delete_prefix(url: str, prefix: str) -> None:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture
+def shared_storage(
+    valkey_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """Runs go to the session's Valkey under this test's own prefix (no embedded server), with
+    the repository root as working directory (file pointers are relative to it); the keys are
+    deleted afterwards. A module opts in with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    monkeypatch.setenv("ORCHESTRATOR_REDIS_URL", valkey_url)
+    monkeypatch.setenv("ORCHESTRATOR_KEY_PREFIX", key_prefix)
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    yield valkey_url
+    delete_prefix(valkey_url, key_prefix)

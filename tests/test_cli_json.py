@@ -30,7 +30,6 @@ from orchestrator.execution.loop import LAUNCHED, WAITING_FOR_SLOT
 from orchestrator.storage.base import RunRecord, RunStatus
 from orchestrator.storage.redis import RedisInstance
 from orchestrator.views import event_json, lease_json, run_json, step_json
-from tests.servers import delete_prefix
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(sys.executable).with_name("orchestrator")
@@ -38,16 +37,7 @@ IN_PROCESS_ARGS = ["-c", "examples/in_process.yaml"]
 TIMEOUT = 60  # seconds: the bound of every wait for another process
 
 
-@pytest.fixture(autouse=True)
-def shared_storage(
-    valkey_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
-    """Runs go to the session's Valkey under this test's own prefix (no embedded server)."""
-    monkeypatch.setenv("ORCHESTRATOR_REDIS_URL", valkey_url)
-    monkeypatch.setenv("ORCHESTRATOR_KEY_PREFIX", key_prefix)
-    monkeypatch.chdir(REPO_ROOT)
-    yield valkey_url
-    delete_prefix(valkey_url, key_prefix)
+pytestmark = pytest.mark.usefixtures("shared_storage")  # tests.servers
 
 
 @pytest.fixture

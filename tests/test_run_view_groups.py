@@ -11,7 +11,6 @@ Valkey under this test's own key prefix (as in ``tests/test_cli_json.py``) and s
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ from orchestrator.settings import Settings
 from orchestrator.storage.redis import RedisInstance
 from orchestrator.web.api_runs import run_detail
 from orchestrator.web.state import Catalog, WebState
-from tests.servers import delete_prefix
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -212,16 +210,7 @@ def test_run_show_lists_at_most_ten_failed_steps_of_a_group() -> None:
 # -- real runs, on the shared instance ---------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def shared_storage(
-    valkey_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
-    """Runs go to the session's Valkey under this test's own prefix (no embedded server)."""
-    monkeypatch.setenv("ORCHESTRATOR_REDIS_URL", valkey_url)
-    monkeypatch.setenv("ORCHESTRATOR_KEY_PREFIX", key_prefix)
-    monkeypatch.chdir(REPO_ROOT)
-    yield valkey_url
-    delete_prefix(valkey_url, key_prefix)
+pytestmark = pytest.mark.usefixtures("shared_storage")  # tests.servers
 
 
 def invoke(*args: str) -> Result:
