@@ -27,7 +27,7 @@ changed, not the size of the run (runs of many thousands of mapped steps).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -36,6 +36,7 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.execution.events import Event, EventType, make_event
 from orchestrator.plan.dynamic import (
     UNRESOLVED,
+    concrete_input,
     concrete_step,
     in_run,
     needed_outputs,
@@ -218,8 +219,7 @@ class ExecutionLoop:
         resolved inputs read, and the producers of the dynamic outputs still unknown."""
         upstream: set[str] = set()
         for step_input in base.inputs:
-            single = replace(base, inputs=(step_input,))
-            made = concrete_step(self.plan, single, keys, self.resolved)
+            made = concrete_input(self.plan, step_input, keys, self.resolved)
             if made is not None:
                 upstream |= made.upstream_keys
         for producer, output in needed_outputs(base, keys):

@@ -3,14 +3,14 @@ are read from the parent run's stored outputs (SPEC §3's third way to feed a se
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.definitions.op import normalize_tags
 from orchestrator.definitions.reconstruct import JobPointer, ReconstructableJob
 from orchestrator.errors import InvalidInputError
-from orchestrator.execution.events import EventType
+from orchestrator.execution.events import Event, EventType
 from orchestrator.plan.build import ParentRun
 from orchestrator.plan.dynamic import expected_step_keys, output_id
 from orchestrator.storage.base import Instance, RunRecord
@@ -40,12 +40,11 @@ class ReexecutionOptions:
         if not parent.is_finished:
             raise InvalidInputError(f"run {run_id} is {parent.status}; wait for it to finish")
         job = parent_job(parent).get_definition()
+        events = instance.all_events(run_id)
         succeeded = {
-            e.step_key
-            for e in instance.all_events(run_id)
-            if e.event_type_value == EventType.STEP_SUCCESS.value
+            e.step_key for e in events if e.event_type_value == EventType.STEP_SUCCESS.value
         }
-        resolved = parent_outputs(instance, run_id).resolved
+        resolved = stored_outputs(run_id, events).resolved
         todo: list[str] = []
         again: set[str] = set()  # op handles with a step to run again
         for handle, node in job.op_nodes.items():
@@ -145,10 +144,15 @@ def parent_job(record: RunRecord) -> ReconstructableJob:
 def parent_outputs(instance: Instance, run_id: str) -> ParentRun:
     """The outputs the parent run stored (those of step attempts that succeeded) and the
     mapping keys its dynamic outputs produced."""
+    return stored_outputs(run_id, instance.all_events(run_id))
+
+
+def stored_outputs(run_id: str, events: Iterable[Event]) -> ParentRun:
+    """:func:`parent_outputs` from the run's events, already read."""
     outputs: dict[tuple[str, int | None], dict[str, list[str]]] = {}
     succeeded: set[tuple[str, int | None]] = set()
     dynamic: set[tuple[str, str]] = set()
-    for event in instance.all_events(run_id):
+    for event in events:
         if event.step_key is None:
             continue
         attempt = (event.step_key, event.data.get("attempt"))

@@ -91,7 +91,7 @@ def concrete_step(
     keys ``keys``; None while a collect input's mapping keys are not all known."""
     inputs = []
     for step_input in step.inputs:
-        made = _concrete_input(plan, step_input, keys, resolved)
+        made = concrete_input(plan, step_input, keys, resolved)
         if made is None:
             return None
         inputs.append(made)
@@ -134,12 +134,14 @@ def _origin(plan: ExecutionPlan, source: StepOutputHandle, step_key: str) -> str
     return None
 
 
-def _concrete_input(
+def concrete_input(
     plan: ExecutionPlan,
     step_input: StepInput,
     keys: tuple[str, ...],
     resolved: Mapping[str, tuple[str, ...]],
 ) -> StepInput | None:
+    """One input of a step run for mapping keys ``keys``, its sources named by step key; None
+    while it collects over a dynamic output whose keys are not known."""
     if step_input.kind not in (InputKind.STEP_OUTPUT, InputKind.NOTHING, InputKind.PARENT_RUN):
         return step_input
     if step_input.mode == "collect":
