@@ -178,11 +178,7 @@ class CeleryExecutor(Executor):
             plan=self._plan_digest,
             run_tags=self._ctx.run_tags,
             has_input_values=self._has_input_values,
-            step=(
-                launch.step.to_dict()
-                if launch.step is not None and not self._ctx.plan.is_stored(launch.step)
-                else None
-            ),
+            step=self._ctx.plan.to_ship(launch.step),
         )
         self._app.send_task(
             STEP_TASK,

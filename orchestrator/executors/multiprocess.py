@@ -128,8 +128,8 @@ class MultiprocessExecutor(Executor):
         from orchestrator.executors.mp_child import run_step_in_child, serve_steps
 
         payload = {**self._payload_base, "step_key": launch.step_key, "attempt": launch.attempt}
-        if launch.step is not None and self._plan and not self._plan.is_stored(launch.step):
-            payload["step"] = launch.step.to_dict()  # a mapped step: not in the plan
+        assert self._plan is not None
+        payload["step"] = self._plan.to_ship(launch.step)
         if not self.config.reuse_processes:
             reader, writer = self._mp.Pipe(duplex=False)
             process = self._mp.Process(

@@ -344,6 +344,11 @@ class ExecutionPlan:
             and not any(i.mode == "collect" for i in template.inputs)
         )
 
+    def to_ship(self, step: ExecutionStep | None) -> dict[str, Any] | None:
+        """What a launch sends to a process holding this plan so it can run ``step``: the
+        step itself (``to_dict``) when the plan cannot make it from its key, else None."""
+        return step.to_dict() if step is not None and not self.is_stored(step) else None
+
     @property
     def step_keys(self) -> list[str]:
         return [s.key for s in self.steps]
