@@ -114,7 +114,7 @@ def run_benchmark(repeat: int) -> None:
     import bench_celery_jobs
 
     from orchestrator import Instance, execute_job, reconstructable
-    from workers.app import PING_TASK, create_app
+    from orchestrator.distributed.celery_app import PING_TASK, create_app
 
     app = create_app()
     instance = Instance.from_settings()

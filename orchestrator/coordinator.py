@@ -36,21 +36,22 @@ from orchestrator.definitions.reconstruct import (
 )
 from orchestrator.distributed.ownership import RunOwnership, claim_next_runs, owner_info
 from orchestrator.distributed.pump import ring
-from orchestrator.distributed.scheduler import DRIVEN_ELSEWHERE, RunScheduler
 from orchestrator.distributed.services import renewal_interval
 from orchestrator.distributed.workers import ProcessRegistry
 from orchestrator.errors import InvalidInputError, OrchestratorError
-from orchestrator.execution.api import build_loggers, prepare_run
+from orchestrator.events import EventType, make_event
 from orchestrator.execution.context import RunContext
-from orchestrator.execution.driver import RunDriver, fail_run
-from orchestrator.execution.events import EventType, make_event
 from orchestrator.execution.loop import CANCEL_REQUESTED, ExecutionLoop
 from orchestrator.executors.base import Executor
+from orchestrator.executors.registry import build_executor
 from orchestrator.plan.build import build_plan, parse_priority, resolve_effective_config
 from orchestrator.plan.run_config import ResolvedConfig
 from orchestrator.plan.steps import PRIORITY_TAG, ExecutionPlan
+from orchestrator.runs.api import build_loggers, prepare_run
+from orchestrator.runs.driver import RunDriver, fail_run
+from orchestrator.runs.scheduler import DRIVEN_ELSEWHERE, RunScheduler
 from orchestrator.settings import Settings, get_settings
-from orchestrator.storage.base import Instance, RunStatus
+from orchestrator.storage.base import Instance, RunRecord, RunStatus
 from orchestrator.storage.batch import current_batch, write_batch
 from orchestrator.storage.redis import RedisInstance
 
@@ -222,7 +223,7 @@ class Coordinator:
     """Drives launched runs (see module docstring).
 
     Runs whose steps report through the run's stream (Celery) are all driven by one run
-    scheduler thread (``orchestrator.distributed.scheduler``); runs of executors that need a
+    scheduler thread (``orchestrator.runs.scheduler``); runs of executors that need a
     thread of their own (multiprocess, in-process) get one each.
 
     Args:
@@ -488,26 +489,9 @@ class Coordinator:
         record, stored, plan_link = instance.run_to_drive(run_id)
         if record is None or record.is_finished:
             return None
-        if not record.pointer:
-            fail_run(
-                instance,
-                run_id,
-                OrchestratorError(
-                    "the process driving this run stopped, and the run cannot be resumed "
-                    "elsewhere: it has no job pointer (it was run with execute_in_process)"
-                ),
-            )
-            return None
-        pointer = JobPointer.from_dict(record.pointer)
-        if self.locations and pointer.location not in self.locations:
-            fail_run(
-                instance,
-                run_id,
-                InvalidInputError(
-                    f"this coordinator does not load {pointer.location}; start one with that code "
-                    "location (orchestrator coordinator start -f/-m ...)"
-                ),
-            )
+        refusal = self._refusal(record)
+        if refusal is not None:
+            fail_run(instance, run_id, refusal)
             return None
         events = [event for _, event in stored]
         started = any(e.event_type_value == EventType.RUN_START.value for e in events)
@@ -517,15 +501,7 @@ class Coordinator:
             )
             return None
         try:
-            job = load_job(pointer)
-            plan = self._plan(plan_link) if plan_link else None
-            if plan is not None:
-                resolved = self._resolved(record.pointer, job, record.run_config)
-            else:
-                plan, resolved = build_plan(
-                    job, record.run_config, record.partition_key, run_tags=record.tags
-                )
-            executor = job.executor_def.build(resolved.executor_config)
+            job, plan, resolved, executor = self._load(record, plan_link)
         except Exception as exc:
             fail_run(instance, run_id, exc)
             return None
@@ -544,17 +520,47 @@ class Coordinator:
             event_cursor=stored[-1][0] if stored else None,
             plan_digest=plan_link if plan_link and not plan_link.startswith("{") else None,
         )
-        loop = None
         if started:
             loop = ExecutionLoop.from_events(
                 plan, run_id, UnlimitedArbiter(), events, self.settings.max_lost_attempts
             )
-        else:
-            starting = make_event(
-                EventType.RUN_STARTING, run_id, f"Coordinator {self.id} is starting the run"
+            return _Prepared(ctx, executor, loop, started)
+        starting = make_event(
+            EventType.RUN_STARTING, run_id, f"Coordinator {self.id} is starting the run"
+        )
+        if executor.events_via_stream:
+            instance.store_events([starting])  # with the scheduler's pass, as RUN_START
+        else:  # its own thread stores RUN_START at once: this one must come first
+            instance.store_event(starting)
+        return _Prepared(ctx, executor, None, started)
+
+    def _refusal(self, record: RunRecord) -> OrchestratorError | None:
+        """Why this coordinator cannot drive the run at all, if it cannot."""
+        if not record.pointer:
+            return OrchestratorError(
+                "the process driving this run stopped, and the run cannot be resumed "
+                "elsewhere: it has no job pointer (it was run with execute_in_process)"
             )
-            if executor.events_via_stream:
-                instance.store_events([starting])  # with the scheduler's pass, as RUN_START
-            else:  # its own thread stores RUN_START at once: this one must come first
-                instance.store_event(starting)
-        return _Prepared(ctx, executor, loop, started)
+        location = JobPointer.from_dict(record.pointer).location
+        if self.locations and location not in self.locations:
+            return InvalidInputError(
+                f"this coordinator does not load {location}; start one with that code "
+                "location (orchestrator coordinator start -f/-m ...)"
+            )
+        return None
+
+    def _load(
+        self, record: RunRecord, plan_link: str | None
+    ) -> tuple[JobDefinition, ExecutionPlan, ResolvedConfig, Executor]:
+        """The run's job (loaded from its pointer), plan (the stored one, else built again),
+        validated config and executor."""
+        assert record.pointer is not None
+        job = load_job(JobPointer.from_dict(record.pointer))
+        plan = self._plan(plan_link) if plan_link else None
+        if plan is not None:
+            resolved = self._resolved(record.pointer, job, record.run_config)
+        else:
+            plan, resolved = build_plan(
+                job, record.run_config, record.partition_key, run_tags=record.tags
+            )
+        return job, plan, resolved, build_executor(job.executor_def, resolved.executor_config)

@@ -23,7 +23,6 @@ from pathlib import Path
 import redis
 
 from orchestrator.errors import OrchestratorError
-from orchestrator.settings import Settings, get_settings
 
 
 class EmbeddedServerError(OrchestratorError):
@@ -186,9 +185,7 @@ class EmbeddedServer:
             return True
 
 
-def resolve_redis_url(settings: Settings | None = None) -> str:
-    """``ORCHESTRATOR_REDIS_URL`` if set, else the embedded server's URL (started if needed)."""
-    settings = settings or get_settings()
-    if settings.redis_url:
-        return settings.redis_url
-    return EmbeddedServer(settings.home).ensure()
+def resolve_redis_url(redis_url: str, home: Path) -> str:
+    """``redis_url`` (``ORCHESTRATOR_REDIS_URL``) if set, else the URL of the embedded server
+    under ``home`` (``ORCHESTRATOR_HOME``), started if needed."""
+    return redis_url or EmbeddedServer(home).ensure()

@@ -9,7 +9,8 @@ code to steer the framework and are therefore not wrapped.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -179,3 +180,25 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     if not close:
         return ""
     return " Did you mean: " + ", ".join(repr(c) for c in close) + "?"
+
+
+# -- the user-code boundary --------------------------------------------------------------------
+
+
+@contextmanager
+def user_code_boundary(what: str) -> Iterator[None]:
+    """Run a block of user code (an op, resource, hook or config function); wrap what it
+    raises in :class:`UserCodeError`, except the framework's own signals.
+
+    Args:
+        what: describes the user code for the message, e.g. ``op 'add_one'``.
+
+    Raises:
+        UserCodeError: wrapping any other exception raised inside the block.
+    """
+    try:
+        yield
+    except (Failure, RetryRequested, OrchestratorError):
+        raise
+    except Exception as exc:
+        raise UserCodeError(f"Error in {what}: {type(exc).__name__}: {exc}", exc) from exc

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orchestrator.embedded import resolve_redis_url
+
 
 class Settings(BaseSettings):
     """Deployment settings. Every field reads ``ORCHESTRATOR_<FIELD>`` from the environment.
@@ -56,9 +58,7 @@ class Settings(BaseSettings):
 
     def resolved_redis_url(self) -> str:
         """The Redis URL, starting the embedded server when none is configured."""
-        from orchestrator.embedded import resolve_redis_url
-
-        return resolve_redis_url(self)
+        return resolve_redis_url(self.redis_url, self.home)
 
     def resolved_broker_url(self) -> str:
         return self.broker_url or self.resolved_redis_url()

@@ -21,11 +21,12 @@ from click.testing import CliRunner, Result
 
 from orchestrator.cli.common import parse_op_selection
 from orchestrator.cli.main import cli
-from orchestrator.cli.progress import format_duration, render_event
+from orchestrator.cli.progress import render_event
 from orchestrator.definitions.config import deep_merge
+from orchestrator.definitions.loading import find_job, jobs_in_module, load_location
 from orchestrator.errors import CodeLocationError, DefinitionError
-from orchestrator.execution.events import EventType, make_event
-from orchestrator.loading import find_job, jobs_in_module, load_location
+from orchestrator.events import EventType, make_event
+from orchestrator.views.steps import format_duration
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ALL_JOBS = ["add_job", "failing_job", "config_job", "regional_job", "warehouse_job"]

@@ -23,13 +23,13 @@ import pytest
 from click.testing import CliRunner, Result
 
 from orchestrator.cli.main import cli
-from orchestrator.cli.run_view import StepStatus, StepSummary
 from orchestrator.concurrency.redis import LeaseInfo, RedisLimiter
-from orchestrator.execution.events import EventType, make_event
+from orchestrator.events import EventType, make_event
 from orchestrator.execution.loop import LAUNCHED, WAITING_FOR_SLOT
 from orchestrator.storage.base import RunRecord, RunStatus
 from orchestrator.storage.redis import RedisInstance
-from orchestrator.views import event_json, lease_json, run_json, step_json
+from orchestrator.views.payloads import event_json, lease_json, run_json, step_json
+from orchestrator.views.steps import StepStatus, StepSummary
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(sys.executable).with_name("orchestrator")

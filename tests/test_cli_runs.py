@@ -28,18 +28,13 @@ import pytest
 from click.testing import CliRunner, Result
 
 from orchestrator.cli.main import cli
-from orchestrator.cli.run_view import (
-    StepStatus,
-    log_line,
-    plan_step_keys,
-    short_tags,
-    step_summaries,
-)
+from orchestrator.cli.run_view import log_line, short_tags
 from orchestrator.embedded import EmbeddedServer
-from orchestrator.execution.events import Event, EventType, make_event
+from orchestrator.events import Event, EventType, make_event
 from orchestrator.execution.loop import ATTEMPT_LOST, LAUNCHED, WAITING_FOR_SLOT
 from orchestrator.storage.base import RunRecord, RunStatus
 from orchestrator.storage.redis import RedisInstance
+from orchestrator.views.steps import StepStatus, plan_step_keys, step_summaries
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(sys.executable).with_name("orchestrator")
@@ -618,8 +613,8 @@ def test_embedded_server_keeps_runs_across_processes_and_restarts(embedded_defau
 
 
 def test_steps_of_a_canceled_run_are_no_longer_shown_waiting() -> None:
-    from orchestrator.cli.run_view import StepStatus, step_summaries
-    from orchestrator.execution.events import EventType, make_event
+    from orchestrator.events import EventType, make_event
+    from orchestrator.views.steps import StepStatus, step_summaries
 
     events = [
         make_event(

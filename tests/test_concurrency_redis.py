@@ -27,7 +27,7 @@ from orchestrator.concurrency.redis import (
 )
 from orchestrator.concurrency.redis_arbiter import RedisArbiter
 from orchestrator.errors import InvalidInputError
-from orchestrator.execution.events import Event, EventType
+from orchestrator.events import Event, EventType
 from orchestrator.redis_keys import RedisKeys
 from tests.servers import delete_prefix
 

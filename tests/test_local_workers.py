@@ -11,8 +11,8 @@ import pytest
 
 from orchestrator import job, op
 from orchestrator.cli.local_workers import job_queues, needs_local_pool
+from orchestrator.definitions.executor import celery_executor
 from orchestrator.distributed.workers import WorkerRegistry
-from orchestrator.executors.definitions import celery_executor
 from orchestrator.storage.redis import RedisInstance
 
 

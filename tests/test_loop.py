@@ -18,7 +18,7 @@ from orchestrator.concurrency.limits import (
 )
 from orchestrator.definitions.retry import RetryPolicy
 from orchestrator.errors import InvalidInputError, OrchestratorError
-from orchestrator.execution.events import Event, EventType, make_event
+from orchestrator.events import Event, EventType, make_event
 from orchestrator.execution.loop import ExecutionLoop, StepState, Tick
 from orchestrator.plan.steps import (
     ExecutionPlan,

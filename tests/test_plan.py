@@ -10,9 +10,9 @@ import pytest
 
 from orchestrator import In, Nothing, RetryPolicy, job, op, static_partitioned_config
 from orchestrator.errors import InvalidInputError
-from orchestrator.execution.api import prepare_run
 from orchestrator.plan.build import build_plan
 from orchestrator.plan.steps import PRIORITY_TAG, ExecutionPlan, InputKind
+from orchestrator.runs.api import prepare_run
 from orchestrator.storage.base import Instance
 from tests import fixtures
 

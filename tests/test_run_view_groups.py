@@ -1,5 +1,5 @@
 """Mapped steps grouped by op (``process[*]``) in ``orchestrator run show``, its ``--json`` and
-the run detail API (:mod:`orchestrator.cli.step_groups`).
+the run detail API (:mod:`orchestrator.views.groups`).
 
 The grouping is tested first as pure functions of a plan and events (made here, as the loop
 writes them); then real runs of ``tests/dynamic_view_jobs.py`` (five mapping keys, one of
@@ -19,13 +19,13 @@ from click.testing import CliRunner, Result
 from rich.console import Console
 
 from orchestrator.cli.main import cli
-from orchestrator.cli.run_view import StepStatus, plan_step_keys
-from orchestrator.cli.step_groups import StepGroup, summarize_run
 from orchestrator.cli.steps_table import MAX_LISTED_FAILURES, steps_table
-from orchestrator.execution.events import Event, EventType, make_event
+from orchestrator.events import Event, EventType, make_event
 from orchestrator.execution.loop import LAUNCHED, MAPPING_RESOLVED
 from orchestrator.settings import Settings
 from orchestrator.storage.redis import RedisInstance
+from orchestrator.views.groups import StepGroup, summarize_run
+from orchestrator.views.steps import StepStatus, plan_step_keys
 from orchestrator.web.api_runs import run_detail
 from orchestrator.web.state import Catalog, WebState
 

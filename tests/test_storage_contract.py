@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import InvalidInputError
-from orchestrator.execution.events import Event, EventType, make_event
+from orchestrator.events import Event, EventType, make_event
 from orchestrator.storage.base import (
     RUN_EVENT_STATUSES,
     TERMINAL_STATUSES,

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from orchestrator.errors import InvalidInputError
-from orchestrator.execution.events import EventType, make_event
+from orchestrator.events import EventType, make_event
 from orchestrator.storage.base import Instance, RunRecord, RunsFilter, RunsPage, RunStatus
 from orchestrator.storage.redis import RedisInstance
 from tests.test_storage_contract import BACKENDS, BOUND, make_run

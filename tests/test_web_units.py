@@ -4,7 +4,7 @@ events, the run config JSON Schema and its scaffold, and YAML line lookup for co
 from __future__ import annotations
 
 from orchestrator import Config, graph, job, op
-from orchestrator.execution.events import EventType, make_event
+from orchestrator.events import EventType, make_event
 from orchestrator.execution.loop import ATTEMPT_LOST, LAUNCHED, WAITING_FOR_SLOT
 from orchestrator.web.config_schema import run_config_schema, scaffold
 from orchestrator.web.launch import yaml_line

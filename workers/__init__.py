@@ -1,5 +1,6 @@
-"""The Celery side: an app built from settings, the step task, and worker start-up.
+"""The Celery side, kept thin: the task functions a worker runs (``workers.tasks``) and an app
+object for Celery's own command-line tools (``workers.celery_app``).
 
-Thin on purpose: a message becomes a call of the step runner, and the step's events go back to
-the run's event stream in Redis.
+Everything else a worker does (claiming attempts, heartbeats, running the step, reporting) is
+in ``orchestrator.distributed``; the orchestrator package never imports this one.
 """

@@ -88,13 +88,13 @@ def get_instance(
         BadInput: the configured server does not answer, its URL is malformed, or the embedded
             server cannot be started (exit 2, with a message naming the URL or the log).
     """
-    from orchestrator.embedded import EmbeddedServerError, resolve_redis_url
+    from orchestrator.embedded import EmbeddedServerError
     from orchestrator.settings import get_settings
     from orchestrator.storage.redis import RedisInstance
 
     settings = get_settings()
     try:
-        url = resolve_redis_url(settings)
+        url = settings.resolved_redis_url()
     except EmbeddedServerError as exc:
         raise BadInput(f"cannot start the embedded server: {exc}") from exc
     ping_server(url, redis_url_source(settings), wait_for_server)
@@ -104,7 +104,7 @@ def get_instance(
 def ping_broker(url: str) -> None:
     """Check that the Celery broker at ``url`` accepts a connection (a Redis URL is pinged),
     or raise :class:`BadInput` naming it (password masked)."""
-    from workers.app import is_redis_broker
+    from orchestrator.distributed.celery_app import is_redis_broker
 
     if is_redis_broker(url):
         ping_server(url, "ORCHESTRATOR_BROKER_URL")

@@ -11,7 +11,7 @@ from rich.table import Table
 from orchestrator.cli.common import bad_input_exits, get_instance, make_console
 from orchestrator.concurrency.config import APPLY_PER_UNIQUE, TagConcurrencyLimit
 from orchestrator.errors import InvalidInputError
-from orchestrator.views import limit_state_json
+from orchestrator.views.payloads import limit_state_json
 
 
 def _limiter():

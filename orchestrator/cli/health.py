@@ -41,8 +41,8 @@ def coordinator_health() -> None:
 
 
 def worker_health() -> None:
+    from orchestrator.distributed.celery_app import create_app
     from orchestrator.settings import get_settings
-    from workers.app import create_app
 
     with bad_input_exits(), get_instance(patience=PATIENCE_SECONDS) as instance:
         mine = _live_here(instance, "worker")

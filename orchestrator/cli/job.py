@@ -24,9 +24,9 @@ from orchestrator.cli.common import (
 )
 from orchestrator.cli.local_workers import local_pool_for_run
 from orchestrator.cli.progress import RunProgress, print_run_end, quiet_last_resort_logging
+from orchestrator.definitions.loading import find_job, jobs_in_module, load_location
 from orchestrator.definitions.reconstruct import ReconstructableJob
-from orchestrator.execution.api import execute_job
-from orchestrator.loading import find_job, jobs_in_module, load_location
+from orchestrator.runs.api import execute_job
 
 
 @click.group("job")

@@ -19,37 +19,16 @@ from rich.status import Status
 from rich.text import Text
 
 from orchestrator.cli.common import RunFailed
-from orchestrator.execution.events import RUN_TERMINAL, ErrorInfo, Event, EventType
+from orchestrator.events import RUN_TERMINAL, ErrorInfo, Event, EventType
 from orchestrator.execution.loop import ATTEMPT_LOST, MAPPING_RESOLVED, WAITING_FOR_SLOT
 from orchestrator.storage.base import Instance, RunStatus
+from orchestrator.views.steps import error_summary, format_duration
 
 # How long one wait for events blocks before the follower checks whether it was told to stop
 # (only matters when the run never starts, e.g. its config was rejected).
 _WAIT_SECONDS = 0.25
 
 _TERMINAL_TYPES = frozenset(t.value for t in RUN_TERMINAL)
-
-
-def format_duration(ms: float | None) -> str:
-    """``0.8 ms``, ``12.3 ms``, ``4.56 s``, ``2m 03s``."""
-    if ms is None:
-        return ""
-    if ms < 1000:
-        return f"{ms:.1f} ms"
-    seconds = ms / 1000
-    if seconds < 60:
-        return f"{seconds:.2f} s"
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes}m {rest:02d}s"
-
-
-def error_summary(error: ErrorInfo | None) -> str:
-    """``ValueError: boom`` for an op's own exception (unwrapping the user-code boundary)."""
-    if error is None:
-        return ""
-    if error.cls_name == "UserCodeError" and error.cause is not None:
-        error = error.cause
-    return f"{error.cls_name}: {error.message}" if error.message else error.cls_name
 
 
 def user_traceback(error: ErrorInfo | None) -> str | None:

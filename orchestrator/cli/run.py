@@ -35,20 +35,14 @@ from orchestrator.cli.progress import (
     quiet_last_resort_logging,
     user_traceback,
 )
-from orchestrator.cli.run_view import (
-    describe_pointer,
-    format_time,
-    log_line,
-    run_duration,
-    short_tags,
-    styled,
-)
-from orchestrator.cli.step_groups import summarize_run
+from orchestrator.cli.run_view import format_time, log_line, run_duration, short_tags, styled
 from orchestrator.cli.steps_table import steps_table
 from orchestrator.errors import CodeLocationError, ReconstructionError
-from orchestrator.execution.events import RUN_TERMINAL, Event, EventType
+from orchestrator.events import RUN_TERMINAL, Event, EventType
 from orchestrator.storage.base import Instance, RunRecord, RunsFilter, RunStatus
-from orchestrator.views import event_json, group_json, run_json, step_json
+from orchestrator.views.groups import summarize_run
+from orchestrator.views.payloads import event_json, group_json, run_json, step_json
+from orchestrator.views.steps import describe_pointer
 
 # Tables of runs are laid out at least this wide when stdout is not a terminal.
 _TABLE_WIDTH = 160
@@ -404,8 +398,8 @@ def reexecute_command(run_id: str, from_failure: bool, op_selection: list[str] |
       orchestrator run reexecute 3f2c... --from-failure
       orchestrator run reexecute 3f2c... --op-selection 'load*'
     """
-    from orchestrator.execution.api import execute_job
     from orchestrator.execution.reexecution import ReexecutionOptions, parent_job
+    from orchestrator.runs.api import execute_job
 
     if from_failure and op_selection:
         raise click.UsageError("give --from-failure or --op-selection, not both")

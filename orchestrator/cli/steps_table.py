@@ -9,9 +9,9 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.cli.progress import format_duration
-from orchestrator.cli.run_view import STATUS_STYLES, StepStatus, StepSummary, format_time, styled
-from orchestrator.cli.step_groups import COUNT_ORDER, RunSteps, StepGroup
+from orchestrator.cli.run_view import STATUS_STYLES, format_time, styled
+from orchestrator.views.groups import COUNT_ORDER, RunSteps, StepGroup
+from orchestrator.views.steps import StepStatus, StepSummary, format_duration
 
 # Failed steps of one mapped op listed under its row (the rest are counted: "and N more").
 MAX_LISTED_FAILURES = 10
@@ -22,7 +22,7 @@ def steps_table(run_steps: RunSteps, *, expand: bool = False) -> tuple[Table, li
     """The table, and the failed steps it lists (whose tracebacks the command prints).
 
     Args:
-        run_steps: the run's steps and groups (:func:`~orchestrator.cli.step_groups.
+        run_steps: the run's steps and groups (:func:`~orchestrator.views.groups.
             summarize_run`).
         expand: list every step of each mapped op under its row, not only failed ones.
     """

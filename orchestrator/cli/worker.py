@@ -110,8 +110,8 @@ def start(
       orchestrator worker start -f examples/main_job.py -Q orchestrator,gpu -c 4
     """
     from orchestrator.cli.common import ping_broker
+    from orchestrator.distributed.worker_process import start_worker
     from orchestrator.settings import get_settings
-    from workers.bootstrap import start_worker
 
     with bad_input_exits():
         locations = code_locations(files, modules)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from orchestrator.concurrency.limits import SlotArbiter, SlotRequest
 from orchestrator.concurrency.redis import GONE, NOT_OWNER, RENEWED, RedisLimiter
+from orchestrator.events import parse_attempt_id
 
 
 def default_worker_id(role: str = "coordinator") -> str:
@@ -71,12 +72,15 @@ class RedisArbiter(SlotArbiter):
             return False
 
     def _acquire(self, req: SlotRequest) -> int | None:
-        attempt = req.attempt_id.rsplit(":", 1)[-1]
+        try:
+            attempt = parse_attempt_id(req.attempt_id)[2]
+        except ValueError:  # a lease id of the caller's own making: shown as attempt 0
+            attempt = 0
         return self.limiter.acquire(
             req.attempt_id,
             req.run_id,
             req.step_key,
-            int(attempt) if attempt.isdigit() else 0,
+            attempt,
             req.tags,
             req.priority,
             self.worker,

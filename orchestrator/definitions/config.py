@@ -383,7 +383,7 @@ class ConfiguredSchema:
         elif value not in (None, {}):
             return None, [(path, f"{self.name} is configured: its config is fixed, give none")]
         if callable(self.mapping):
-            from orchestrator.execution.user_code import user_code_boundary
+            from orchestrator.errors import user_code_boundary
 
             with user_code_boundary(f"config mapping of configured {self.name!r}"):
                 inner_raw = to_plain(self.mapping(outer_value))
@@ -612,7 +612,7 @@ class ConfigMapping:
             ConfigError: the outer config is invalid.
             UserCodeError: the mapping function raised.
         """
-        from orchestrator.execution.user_code import user_code_boundary
+        from orchestrator.errors import user_code_boundary
 
         value = outer
         if self.config_schema is not None:
@@ -627,7 +627,7 @@ class ConfigMapping:
         """Validate config given at ``path`` (a graph's, an executor's) and return what the
         mapping function makes of it (for a graph: its nodes' config,
         ``{node: {"config": ...}}``), or the problems (paths under ``path``)."""
-        from orchestrator.execution.user_code import user_code_boundary
+        from orchestrator.errors import user_code_boundary
 
         value = outer
         if self.config_schema is not None:

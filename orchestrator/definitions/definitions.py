@@ -12,7 +12,7 @@ from orchestrator.definitions.loggers import LoggerDefinition
 from orchestrator.errors import CodeLocationError, DefinitionError, did_you_mean
 
 if TYPE_CHECKING:
-    from orchestrator.executors.base import ExecutorDefinition
+    from orchestrator.definitions.executor import ExecutorDefinition
 
 
 class Definitions:

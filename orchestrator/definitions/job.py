@@ -6,21 +6,20 @@ import dataclasses
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from orchestrator.definitions import engine
 from orchestrator.definitions.config import ConfigMapping, RunConfig, run_config_to_dict
+from orchestrator.definitions.executor import ExecutorDefinition, multi_or_in_process_executor
 from orchestrator.definitions.graph import GraphDefinition, graph
 from orchestrator.definitions.hooks import HookDefinition
 from orchestrator.definitions.loggers import LoggerDefinition, default_loggers
+from orchestrator.definitions.nodes import OpNode, flatten_graph, map_dynamic
 from orchestrator.definitions.op import normalize_tags
 from orchestrator.definitions.partitions import PartitionedConfig, PartitionsDefinition
 from orchestrator.definitions.resources import ResourceDefinition, as_resource_definitions
 from orchestrator.definitions.retry import RetryPolicy
 from orchestrator.errors import DefinitionError
-from orchestrator.plan.handles import OpNode, flatten_graph, map_dynamic
-
-if TYPE_CHECKING:
-    from orchestrator.executors.base import ExecutorDefinition
 
 
 class JobDefinition:
@@ -158,11 +157,7 @@ class JobDefinition:
     @property
     def executor_def(self) -> ExecutorDefinition:
         """The job's executor (``multi_or_in_process_executor`` unless one was specified)."""
-        if self._executor_def is not None:
-            return self._executor_def
-        from orchestrator.executors.definitions import multi_or_in_process_executor
-
-        return multi_or_in_process_executor
+        return self._executor_def or multi_or_in_process_executor
 
     @property
     def has_specified_executor(self) -> bool:
@@ -181,7 +176,7 @@ class JobDefinition:
         """The job's resources, with the default filesystem ``io_manager`` if none was given."""
         defs = dict(self._resource_defs)
         if "io_manager" not in defs:
-            from orchestrator.storage.io_managers import fs_io_manager
+            from orchestrator.definitions.io_managers import fs_io_manager
 
             defs["io_manager"] = fs_io_manager
         return defs
@@ -300,9 +295,7 @@ class JobDefinition:
         Raises:
             ConfigError, SelectionError, MissingInputError, ResourceNotFoundError: bad input.
         """
-        from orchestrator.execution.api import execute_in_process
-
-        return execute_in_process(
+        return engine.engine().execute_in_process(
             self,
             run_config=run_config,
             instance=instance,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
 
 from pydantic import BaseModel
 
+from orchestrator.definitions import engine
 from orchestrator.definitions.config import (
     ConfigSchema,
     ConfiguredSchema,
@@ -220,9 +221,9 @@ class OpDefinition:
         composition = current_composition()
         if composition is not None:
             return composition.invoke(PendingInvocation(self), args, kwargs)
-        from orchestrator.execution.testing import invoke_op  # outside a job: a direct call
-
-        return invoke_op(self, args, dict(kwargs))
+        return engine.engine().invoke_op(  # outside a job: a direct call
+            self, args, dict(kwargs)
+        )
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 import redis
 
 from orchestrator import lua
-from orchestrator.execution.events import Event
+from orchestrator.events import Event
 from orchestrator.redis_keys import RedisKeys
 
 ATTEMPT_TTL_SECONDS = 7 * 24 * 3600

@@ -16,15 +16,24 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import redis
 
 from orchestrator.concurrency.redis import RedisLimiter
 from orchestrator.concurrency.redis_arbiter import RedisArbiter
 from orchestrator.distributed.ownership import RunOwnership
-from orchestrator.executors.base import Executor
 
 log = logging.getLogger("orchestrator.keeper")
+
+
+class PeriodicChecks(Protocol):
+    """What the keeper asks of a run's executor each renewal interval (``Executor`` has both
+    methods; see ``orchestrator.executors.base``)."""
+
+    def queue_checks(self, pipe: Any) -> int: ...
+
+    def take_checks(self, replies: list[Any]) -> bool: ...
 
 
 @dataclass(eq=False)
@@ -35,7 +44,7 @@ class _Held:
     arbiter: RedisArbiter | None
     ownership: RunOwnership | None
     wake: Callable[[], None]
-    executor: Executor | None = None
+    executor: PeriodicChecks | None = None
 
 
 class LeaseKeeper:
@@ -59,7 +68,7 @@ class LeaseKeeper:
         arbiter: RedisArbiter | None,
         ownership: RunOwnership | None,
         wake: Callable[[], None],
-        executor: Executor | None = None,
+        executor: PeriodicChecks | None = None,
     ) -> int:
         """Keep ``arbiter``'s leases and ``ownership`` alive, and run ``executor``'s periodic
         checks (``Executor.queue_checks``), until :meth:`unregister`; ``wake`` is called when

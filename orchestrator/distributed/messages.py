@@ -6,6 +6,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.errors import OrchestratorError
+
+# The version of the step message this code writes and reads. Raise it when a field changes
+# meaning or a new field must be understood (old workers then refuse new messages, clearly,
+# instead of running them wrongly); a field whose absence means its default needs no new version.
+MESSAGE_VERSION = 1
+
+
+class MessageVersionError(OrchestratorError):
+    """A step message of a version this worker does not understand."""
+
 
 @dataclass(frozen=True)
 class StepMessage:
@@ -24,6 +35,7 @@ class StepMessage:
             then).
         step: the step itself (``ExecutionStep.to_dict``) when the stored plan does not hold
             it: a mapped step ``op[key]`` made once its mapping keys were known.
+        version: the message format (``MESSAGE_VERSION``).
     """
 
     run_id: str
@@ -37,9 +49,11 @@ class StepMessage:
     run_tags: Mapping[str, str] = field(default_factory=dict)
     has_input_values: bool = False
     step: Mapping[str, Any] | None = None
+    version: int = MESSAGE_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "version": self.version,
             "run_id": self.run_id,
             "step_key": self.step_key,
             "attempt": self.attempt,
@@ -55,6 +69,19 @@ class StepMessage:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StepMessage:
+        """Read a message written by ``to_dict``.
+
+        Raises:
+            MessageVersionError: the message is of another version than ``MESSAGE_VERSION``
+                (a message without one is version 1, the first format).
+        """
+        version = data.get("version", 1)
+        if version != MESSAGE_VERSION:
+            raise MessageVersionError(
+                f"step message version {version!r} is not one this worker reads (it reads "
+                f"version {MESSAGE_VERSION}); run workers of the same orchestrator release as "
+                "the coordinators that send them steps"
+            )
         return cls(
             run_id=str(data["run_id"]),
             step_key=str(data["step_key"]),

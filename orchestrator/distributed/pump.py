@@ -33,7 +33,7 @@ from typing import Any
 import redis
 
 from orchestrator import lua
-from orchestrator.execution.events import Event
+from orchestrator.events import Event
 from orchestrator.redis_client import MAX_BLOCK_SECONDS
 from orchestrator.redis_keys import RedisKeys
 from orchestrator.storage.batch import current_batch

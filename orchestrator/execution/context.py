@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.execution.events import Event, EventType, make_event
+from orchestrator.events import Event, EventType, make_event
 from orchestrator.execution.resource_scope import Resources, ResourceScope
 
 if TYPE_CHECKING:
@@ -200,7 +200,7 @@ class OpExecutionContext:
     def log_event(self, event: Any) -> None:
         """Record an ``AssetMaterialization``, ``AssetObservation`` or ``ExpectationResult``
         as an event of this step (``get_events()`` returns them in a unit test)."""
-        from orchestrator.execution.event_data import logged_event
+        from orchestrator.events import logged_event
 
         built = logged_event(self.run_id, self.op_handle, self.retry_number + 1, event)
         self._logged.append(event)

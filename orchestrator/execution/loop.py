@@ -33,7 +33,14 @@ from typing import Any
 
 from orchestrator.concurrency.limits import SlotArbiter, SlotRequest
 from orchestrator.errors import OrchestratorError
-from orchestrator.execution.events import Event, EventType, make_event
+from orchestrator.events import (
+    ErrorInfo,
+    Event,
+    EventType,
+    attempt_id_for,
+    make_event,
+    step_failure,
+)
 from orchestrator.plan.dynamic import (
     UNRESOLVED,
     concrete_input,
@@ -68,11 +75,6 @@ class StepState(StrEnum):
 
 
 TERMINAL = frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED})
-
-
-def attempt_id_for(run_id: str, step_key: str, attempt: int) -> str:
-    """Deterministic attempt id, so a rebuilt loop names attempts as the original did."""
-    return f"{run_id}:{step_key}:{attempt}"
 
 
 @dataclass(frozen=True)
@@ -445,15 +447,14 @@ class ExecutionLoop:
             raise OrchestratorError(f"attempt {attempt_id} is not the one in flight")
         self._release(step_key)
         if self.lost[step_key] + 1 >= self.max_lost_attempts:
-            event = make_event(
-                EventType.STEP_FAILURE,
+            event = step_failure(
                 self.run_id,
+                step_key,
+                attempt,
                 f"Step {step_key!r} lost {self.max_lost_attempts} attempts (last: {reason}); "
                 "giving up (max_lost_attempts)",
-                step_key=step_key,
+                error=ErrorInfo("StepLostError", reason, ""),
                 timestamp=now,
-                attempt=attempt,
-                error={"cls_name": "StepLostError", "message": reason, "stack": "", "cause": None},
             )
             self.handle(event)
             return event

@@ -10,10 +10,14 @@ from typing import Any
 from orchestrator.definitions.op import normalize_tags
 from orchestrator.definitions.reconstruct import JobPointer, ReconstructableJob
 from orchestrator.errors import InvalidInputError
-from orchestrator.execution.events import Event, EventType
+from orchestrator.events import Event, EventType
 from orchestrator.plan.build import ParentRun
 from orchestrator.plan.dynamic import expected_step_keys, output_id
 from orchestrator.storage.base import Instance, RunRecord
+
+# Tags of a re-execution run: the run it re-executes, and the first run of that lineage.
+PARENT_RUN_TAG = "parent_run_id"
+ROOT_RUN_TAG = "root_run_id"
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,6 @@ def reexecution_arguments(
             tags,
             None,
         )
-    from orchestrator.execution.api import PARENT_RUN_TAG, ROOT_RUN_TAG
 
     record = parent_record(instance, options.parent_run_id)
     inherited = {k: v for k, v in record.tags.items() if k not in (PARENT_RUN_TAG, ROOT_RUN_TAG)}

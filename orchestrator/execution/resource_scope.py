@@ -8,9 +8,8 @@ from collections.abc import Generator, Iterable, Mapping
 from typing import Any
 
 from orchestrator.definitions.resources import InitResourceContext, ResourceDefinition
-from orchestrator.errors import ResourceNotFoundError
-from orchestrator.execution.events import ErrorInfo, Event, EventType, make_event
-from orchestrator.execution.user_code import user_code_boundary
+from orchestrator.errors import ResourceNotFoundError, user_code_boundary
+from orchestrator.events import ErrorInfo, Event, EventType, make_event
 
 RESOURCE_TEARDOWN_FAILED = "resource_teardown_failed"  # ENGINE_EVENT kind
 

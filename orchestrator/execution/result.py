@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator.errors import InvariantViolationError
-from orchestrator.execution.events import Event, EventType
+from orchestrator.events import Event, EventType
 
 
 def _is_dagster_event(event: Event) -> bool:
@@ -150,7 +150,7 @@ class ExecuteInProcessResult:
         if mapped is not None:
             return mapped
         if node_str not in self._produced and self._graph is not None:
-            from orchestrator.plan.handles import resolve_output
+            from orchestrator.definitions.nodes import resolve_output
 
             with contextlib.suppress(KeyError):
                 node_str, output_name = resolve_output(self._graph, node_str, output_name)

@@ -15,7 +15,7 @@ from typing import Any
 
 from orchestrator.definitions.hooks import HookContext
 from orchestrator.definitions.io import DEFAULT_OUTPUT, DynamicOutput, In, Output, is_dynamic
-from orchestrator.definitions.metadata import AssetMaterialization, ExpectationResult
+from orchestrator.definitions.io_managers import InputContext, OutputContext
 from orchestrator.definitions.op import OpDefinition
 from orchestrator.definitions.types import DagsterType, check_type, resolve_type, type_name
 from orchestrator.errors import (
@@ -27,20 +27,19 @@ from orchestrator.errors import (
     StepError,
     TypeCheckError,
     UserCodeError,
+    user_code_boundary,
 )
+from orchestrator.events import ErrorInfo, Event, EventType, make_event, metadata_fields
 from orchestrator.execution.context import (
     LogManager,
     OpExecutionContext,
     RunContext,
     logging_to,
 )
-from orchestrator.execution.event_data import metadata_fields
-from orchestrator.execution.events import ErrorInfo, Event, EventType, make_event
 from orchestrator.execution.resource_scope import ResourceScope
-from orchestrator.execution.user_code import user_code_boundary
+from orchestrator.metadata import AssetMaterialization, ExpectationResult
 from orchestrator.plan.dynamic import mapping_key_problem
 from orchestrator.plan.steps import ExecutionStep, InputKind
-from orchestrator.storage.io_managers import InputContext, OutputContext
 
 
 @dataclass
@@ -115,70 +114,14 @@ class StepRunner:
         started = time.perf_counter()
         if announce:
             emit(start_event(ctx.run_id, step_key, attempt))
-        outputs: dict[str, Any] = {}
-        metadata: dict[str, dict[str, Any]] = {}
         op_config: Any = None
         try:
             try:
                 op_config = self._config(op_def, step)
-                log = LogManager(ctx.run_id, step_key, ctx.loggers, emit)
-                context = OpExecutionContext(
-                    run_id=ctx.run_id,
-                    job_name=ctx.plan.job_name,
-                    op_handle=step_key,
-                    op_def=op_def,
-                    op_config=op_config,
-                    resources=scope.build(op_def.required_resource_keys),
-                    log=log,
-                    retry_number=retry_number,
-                    partition_key=ctx.partition_key,
-                    run_tags=ctx.run_tags,
-                    run_config=ctx.plan.run_config,
-                    instance=ctx.instance,
-                    mapping_key=step.mapping_key,
-                )
-                kwargs = self._inputs(step, op_def, scope, context)
-                for param, key in op_def.resource_params.items():
-                    kwargs[param] = scope.get(key)
-                if op_def.config_param:
-                    kwargs[op_def.config_param] = op_config
-                args = [context] if op_def.takes_context else []
-                with logging_to(log):  # get_dagster_logger() lines join the run log
-                    with user_code_boundary(f"op {step_key!r}"):
-                        result = op_def.compute_fn(*args, **kwargs)
-                    produced = self._outputs(op_def, result, context)
-                    while True:
-                        # a generator op runs between yields: user code, but not the type check
-                        with user_code_boundary(f"op {step_key!r}"):
-                            item = next(produced, None)
-                        if item is None:
-                            break
-                        name, value, meta, mapping_key = item
-                        self._check_type(step, op_def, name, value, context)
-                        if mapping_key is None:
-                            outputs[name] = value
-                            if meta:
-                                metadata[name] = dict(meta)
-                        else:
-                            self._add_mapped(step, outputs, name, mapping_key, value, meta)
+                context = self._op_context(step, op_def, op_config, scope, retry_number)
+                outputs, metadata = self._compute(step, op_def, op_config, scope, context)
                 self._check_outputs(step, op_def, outputs)
-                for out in step.outputs:
-                    if out.is_dynamic:
-                        self._store_dynamic(step, out, outputs, scope, attempt, context)
-                    elif out.name in outputs:
-                        self._store(
-                            step,
-                            out.name,
-                            out.io_manager_key,
-                            out.is_nothing,
-                            outputs[out.name],
-                            scope,
-                            attempt,
-                            {
-                                **context.get_output_metadata(out.name),
-                                **metadata.get(out.name, {}),
-                            },
-                        )
+                self._store_outputs(step, outputs, metadata, scope, attempt, context)
             except (RetryRequested, Failure, UserCodeError) as exc:
                 return self._failed(
                     step, node, exc, attempt, scope, op_config, started, retryable=True
@@ -203,6 +146,97 @@ class StepRunner:
             if ctx.resources is None:  # step-scoped resources: cleaned up after each step
                 for event in scope.teardown_events(step_key):
                     emit(event)
+
+    # -- the attempt's phases ---------------------------------------------------------------
+
+    def _op_context(
+        self,
+        step: ExecutionStep,
+        op_def: OpDefinition,
+        op_config: Any,
+        scope: ResourceScope,
+        retry_number: int,
+    ) -> OpExecutionContext:
+        """The context the op sees (its resources built now: they may be user code)."""
+        ctx = self.ctx
+        return OpExecutionContext(
+            run_id=ctx.run_id,
+            job_name=ctx.plan.job_name,
+            op_handle=step.key,
+            op_def=op_def,
+            op_config=op_config,
+            resources=scope.build(op_def.required_resource_keys),
+            log=LogManager(ctx.run_id, step.key, ctx.loggers, ctx.emit),
+            retry_number=retry_number,
+            partition_key=ctx.partition_key,
+            run_tags=ctx.run_tags,
+            run_config=ctx.plan.run_config,
+            instance=ctx.instance,
+            mapping_key=step.mapping_key,
+        )
+
+    def _compute(
+        self,
+        step: ExecutionStep,
+        op_def: OpDefinition,
+        op_config: Any,
+        scope: ResourceScope,
+        context: OpExecutionContext,
+    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """Call the op's function and collect what it returns or yields, type-checked: its
+        outputs by name (mapped ones by mapping key), and the metadata given with them."""
+        kwargs = self._inputs(step, op_def, scope, context)
+        for param, key in op_def.resource_params.items():
+            kwargs[param] = scope.get(key)
+        if op_def.config_param:
+            kwargs[op_def.config_param] = op_config
+        args = [context] if op_def.takes_context else []
+        outputs: dict[str, Any] = {}
+        metadata: dict[str, dict[str, Any]] = {}
+        with logging_to(context.log):  # get_dagster_logger() lines join the run log
+            with user_code_boundary(f"op {step.key!r}"):
+                result = op_def.compute_fn(*args, **kwargs)
+            produced = self._outputs(op_def, result, context)
+            while True:
+                # a generator op runs between yields: user code, but not the type check
+                with user_code_boundary(f"op {step.key!r}"):
+                    item = next(produced, None)
+                if item is None:
+                    break
+                name, value, meta, mapping_key = item
+                self._check_type(step, op_def, name, value, context)
+                if mapping_key is None:
+                    outputs[name] = value
+                    if meta:
+                        metadata[name] = dict(meta)
+                else:
+                    self._add_mapped(step, outputs, name, mapping_key, value, meta)
+        return outputs, metadata
+
+    def _store_outputs(
+        self,
+        step: ExecutionStep,
+        outputs: dict[str, Any],
+        metadata: dict[str, dict[str, Any]],
+        scope: ResourceScope,
+        attempt: int,
+        context: OpExecutionContext,
+    ) -> None:
+        """Hand each output to its IO manager (a dynamic one, value by value)."""
+        for out in step.outputs:
+            if out.is_dynamic:
+                self._store_dynamic(step, out, outputs, scope, attempt, context)
+            elif out.name in outputs:
+                self._store(
+                    step,
+                    out.name,
+                    out.io_manager_key,
+                    out.is_nothing,
+                    outputs[out.name],
+                    scope,
+                    attempt,
+                    {**context.get_output_metadata(out.name), **metadata.get(out.name, {})},
+                )
 
     # -- pieces -----------------------------------------------------------------------------
 

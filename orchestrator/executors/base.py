@@ -1,88 +1,23 @@
-"""Executor definitions and the runtime interface every executor implements.
+"""The runtime interface every executor implements.
 
-An ``ExecutorDefinition`` is declarative (name, config model, defaults); ``build`` turns validated
-config into an :class:`Executor`, which only knows how to *launch* a step and hand back the
-events steps produce. Deciding what to launch is the execution loop's job, shared by all.
+An :class:`Executor` only knows how to *launch* a step and hand back the events steps produce.
+Deciding what to launch is the execution loop's job, shared by all. What a job declares (name,
+config model, defaults) is an ``ExecutorDefinition`` (``orchestrator.definitions.executor``);
+``orchestrator.executors.registry.build_executor`` turns one plus validated config into an
+executor.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
-
-import pydantic
-from pydantic import BaseModel
-
-from orchestrator.definitions.config import ConfigMapping, deep_merge, pydantic_problems
 
 if TYPE_CHECKING:
     from orchestrator.concurrency.limits import SlotArbiter
     from orchestrator.distributed.pump import Inbox
+    from orchestrator.events import Event
     from orchestrator.execution.context import RunContext
-    from orchestrator.execution.events import Event
     from orchestrator.execution.loop import Launch
-
-
-@dataclass(frozen=True, eq=False)
-class ExecutorDefinition:
-    """How a job's steps are executed, plus the config it accepts.
-
-    Attributes:
-        name: e.g. ``in_process``, ``multiprocess``, ``celery``.
-        config_model: pydantic model validating ``execution: {config: ...}``.
-        factory: builds the runtime :class:`Executor` from validated config.
-        default_config: config used under whatever run config provides (``configured``).
-    """
-
-    name: str
-    config_model: type[BaseModel]
-    factory: Callable[[Any], Executor]
-    default_config: Mapping[str, Any] = field(default_factory=dict)
-    description: str | None = None
-    # set by configured(fn, config_schema=...): run config is the fn's input, mapped onto ours
-    config_mapping: Any = None
-
-    def configured(
-        self,
-        config_or_config_fn: Any,
-        name: str | None = None,
-        config_schema: Any = None,
-        description: str | None = None,
-    ) -> ExecutorDefinition:
-        """A copy of this executor with fixed config (a dict, merged over its defaults), or
-        whose run config (validated by ``config_schema``) a function maps onto its own."""
-        if callable(config_or_config_fn):
-            return replace(
-                self,
-                name=name or self.name,
-                description=description or self.description,
-                config_mapping=ConfigMapping(config_or_config_fn, config_schema),
-            )
-        return replace(
-            self,
-            name=name or self.name,
-            description=description or self.description,
-            default_config=deep_merge(self.default_config, config_or_config_fn),
-        )
-
-    def validate_config(self, raw: Mapping[str, Any] | None) -> tuple[Any, list[tuple[str, str]]]:
-        """Validate run config ``execution.config`` merged over the defaults."""
-        if self.config_mapping is not None:
-            mapped, problems = self.config_mapping.map_config(raw, "execution.config")
-            if problems:
-                return None, problems
-            raw = mapped
-        merged = deep_merge(self.default_config, raw or {})
-        try:
-            return self.config_model.model_validate(merged), []
-        except pydantic.ValidationError as exc:
-            return None, pydantic_problems(exc, "execution.config", self.config_model)
-
-    def build(self, config: Any) -> Executor:
-        """The runtime executor for validated ``config``."""
-        return self.factory(config)
 
 
 class Executor(ABC):

@@ -22,14 +22,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.concurrency.limits import LocalArbiter, SlotArbiter
+from orchestrator.definitions.executor_config import CeleryConfig
 from orchestrator.distributed.messages import StepMessage
 from orchestrator.distributed.pump import ring
 from orchestrator.errors import InvalidInputError, ReconstructionError
+from orchestrator.events import (
+    STEP_TERMINAL,
+    ErrorInfo,
+    Event,
+    EventType,
+    attempt_id_for,
+    make_event,
+    step_failure,
+)
 from orchestrator.execution.context import RunContext
-from orchestrator.execution.events import STEP_TERMINAL, Event, EventType, make_event
-from orchestrator.execution.loop import NO_CONSUMER, RESENT, Launch, attempt_id_for
+from orchestrator.execution.loop import NO_CONSUMER, RESENT, Launch
 from orchestrator.executors.base import Executor
-from orchestrator.executors.config import CeleryConfig
 from orchestrator.settings import Settings, get_settings
 from orchestrator.storage.batch import current_batch
 
@@ -45,7 +53,7 @@ _apps_lock = threading.Lock()
 def _celery_app(settings: Settings, config: CeleryConfig) -> Any:
     """One Celery app (and broker connection pool) per process and configuration: building
     an app and connecting cost more than a whole short run."""
-    from workers.app import create_app
+    from orchestrator.distributed.celery_app import create_app
 
     key = json.dumps(
         [settings.model_dump(mode="json"), config.model_dump(mode="json")], sort_keys=True
@@ -164,7 +172,7 @@ class CeleryExecutor(Executor):
         self._send(launch)
 
     def _send(self, launch: Launch) -> None:
-        from workers.app import STEP_TASK, broker_priority
+        from orchestrator.distributed.celery_app import STEP_TASK, broker_priority
 
         assert self._ctx is not None
         message = StepMessage(
@@ -345,18 +353,12 @@ class CeleryExecutor(Executor):
                 continue  # it had just finished: its own final event is on the stream
             launch = flight.launch
             self.instance.store_event(
-                make_event(
-                    EventType.STEP_FAILURE,
+                step_failure(
                     self._ctx.run_id,
+                    launch.step_key,
+                    launch.attempt,
                     f"Step {launch.step_key!r} was canceled with its run",
-                    step_key=launch.step_key,
-                    attempt=launch.attempt,
-                    error={
-                        "cls_name": "RunCanceled",
-                        "message": "run canceled",
-                        "stack": "",
-                        "cause": None,
-                    },
+                    error=ErrorInfo("RunCanceled", "run canceled", ""),
                 )
             )
             stored = True

@@ -7,12 +7,12 @@ from collections import deque
 from dataclasses import replace
 
 from orchestrator.concurrency.limits import SlotArbiter, UnlimitedArbiter
+from orchestrator.definitions.executor_config import InProcessConfig
+from orchestrator.events import Event
 from orchestrator.execution.context import RunContext
-from orchestrator.execution.events import Event
 from orchestrator.execution.loop import Launch
 from orchestrator.execution.step_runner import StepOutcome, StepRunner
 from orchestrator.executors.base import Executor
-from orchestrator.executors.config import InProcessConfig
 
 
 class InProcessExecutor(Executor):

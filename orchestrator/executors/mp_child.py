@@ -11,8 +11,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from orchestrator.definitions.reconstruct import load_job
+from orchestrator.events import Event, step_failure
 from orchestrator.execution.context import RunContext
-from orchestrator.execution.events import ErrorInfo, Event, EventType, make_event
 from orchestrator.execution.step_runner import StepRunner
 from orchestrator.plan.steps import ExecutionPlan, ExecutionStep
 
@@ -49,16 +49,14 @@ def _run(payload: dict[str, Any], conn: Connection) -> None:
     try:
         _run_step(payload, emit)
     except Exception as exc:  # the job or plan could not be loaded here: say why
-        info = ErrorInfo.from_exception(exc)
         emit(
-            make_event(
-                EventType.STEP_FAILURE,
+            step_failure(
                 payload["run_id"],
+                payload["step_key"],
+                payload["attempt"],
                 f"Step {payload['step_key']!r} could not start in its process: "
-                f"{info.cls_name}: {info.message}",
-                step_key=payload["step_key"],
-                attempt=payload["attempt"],
-                error=info.to_dict(),
+                f"{type(exc).__name__}: {exc}",
+                error=exc,
             )
         )
 

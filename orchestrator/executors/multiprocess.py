@@ -29,14 +29,14 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from orchestrator.concurrency.limits import LocalArbiter, SlotArbiter
+from orchestrator.definitions.executor_config import MultiprocessConfig
+from orchestrator.definitions.io_managers import InMemoryIOManager
 from orchestrator.errors import InvalidInputError, ReconstructionError
+from orchestrator.events import STEP_TERMINAL, Event, EventType, step_failure
 from orchestrator.execution.context import RunContext
-from orchestrator.execution.events import STEP_TERMINAL, Event, EventType, make_event
 from orchestrator.execution.loop import Launch, LoopStalledError
 from orchestrator.executors.base import Executor
-from orchestrator.executors.config import MultiprocessConfig
 from orchestrator.plan.steps import ExecutionPlan
-from orchestrator.storage.io_managers import InMemoryIOManager
 
 TERMINATE_GRACE = 5.0  # seconds a step process gets between SIGTERM (or EOF) and SIGKILL
 FINISH_GRACE = 30.0  # seconds finished steps get for their hooks and teardown at run end
@@ -215,19 +215,13 @@ class MultiprocessExecutor(Executor):
         else:
             message = f"Step process for {launch.step_key!r} died before reporting a result: {how}"
         return [
-            make_event(
-                EventType.STEP_FAILURE,
+            step_failure(
                 launch.run_id,
+                launch.step_key,
+                launch.attempt,
                 message,
-                step_key=launch.step_key,
-                attempt=launch.attempt,
+                error="StepProcessDied",
                 exit_code=child.process.exitcode,
-                error={
-                    "cls_name": "StepProcessDied",
-                    "message": message,
-                    "stack": "",
-                    "cause": None,
-                },
             )
         ]
 

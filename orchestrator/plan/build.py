@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.definitions.io import In, is_dynamic
+from orchestrator.definitions.nodes import FanIn, FromJobInput, FromStep, OpNode, Source
 from orchestrator.errors import MissingInputError, MissingResourceError, did_you_mean
 from orchestrator.plan.dynamic import output_id, template_key
-from orchestrator.plan.handles import FanIn, FromJobInput, FromStep, OpNode, Source
 from orchestrator.plan.run_config import (
     ResolvedConfig,
     effective_run_config,

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from orchestrator.errors import InvalidInputError
-from orchestrator.execution.events import Event, EventType
+from orchestrator.events import Event, EventType
 
 
 class RunStatus(StrEnum):
@@ -529,11 +529,10 @@ class Instance(ABC):
     def from_settings(cls) -> Instance:
         """Return the deployment's shared instance: ``ORCHESTRATOR_REDIS_URL``, or the
         embedded Valkey server under ``ORCHESTRATOR_HOME`` (started if not running)."""
-        from orchestrator.embedded import resolve_redis_url
         from orchestrator.settings import get_settings
 
         settings = get_settings()
-        return cls.from_url(resolve_redis_url(settings), settings.key_prefix)
+        return cls.from_url(settings.resolved_redis_url(), settings.key_prefix)
 
     def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release connections and other resources; the instance is not used afterwards."""

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from orchestrator.errors import InvalidInputError
-from orchestrator.execution.events import Event
+from orchestrator.events import Event
 from orchestrator.storage.base import (
     Instance,
     RunRecord,

@@ -29,7 +29,7 @@ import redis
 
 from orchestrator import lua
 from orchestrator.errors import InvalidInputError
-from orchestrator.execution.events import Event
+from orchestrator.events import Event
 from orchestrator.redis_keys import RedisKeys
 from orchestrator.storage.base import (
     TERMINAL_STATUSES,

@@ -15,9 +15,10 @@ from orchestrator import __version__
 from orchestrator.concurrency.config import APPLY_PER_UNIQUE, TagConcurrencyLimit
 from orchestrator.concurrency.redis import spec_for
 from orchestrator.errors import ConfigError, OrchestratorError
+from orchestrator.events import parse_attempt_id
 from orchestrator.plan.steps import DEFAULT_QUEUE, QUEUE_TAG
 from orchestrator.storage.base import RunsFilter
-from orchestrator.views import limit_state_json
+from orchestrator.views.payloads import limit_state_json
 from orchestrator.web.broker import queue_depths
 from orchestrator.web.errors import ApiError, as_api_error
 from orchestrator.web.launch import (
@@ -223,14 +224,16 @@ def running_attempts(state: WebState) -> list[dict[str, Any]]:
     for (attempt_id, since), (st, worker, node) in zip(rows, pipe.execute(), strict=True):
         if st != "running":
             continue
-        run_id, _, rest = str(attempt_id).partition(":")
-        step_key, _, attempt = rest.rpartition(":")
+        try:
+            run_id, step_key, attempt = parse_attempt_id(str(attempt_id))
+        except ValueError:
+            continue  # not an attempt of a run (nothing writes such entries)
         out.append(
             {
                 "attempt_id": attempt_id,
                 "run_id": run_id,
                 "step_key": step_key,
-                "attempt": int(attempt) if attempt.isdigit() else None,
+                "attempt": attempt,
                 "worker": node or worker,
                 "process": worker,
                 "since": since / 1000,

@@ -19,14 +19,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette.sse import EventSourceResponse
 
-from orchestrator.cli.run_view import StepStatus
-from orchestrator.cli.step_groups import is_placeholder, summarize_run
 from orchestrator.coordinator import cancel_run, driver_state, launch_run
-from orchestrator.execution.api import PARENT_RUN_TAG
-from orchestrator.execution.events import RUN_TERMINAL, Event
-from orchestrator.execution.reexecution import ReexecutionOptions
+from orchestrator.events import RUN_TERMINAL, Event
+from orchestrator.execution.reexecution import PARENT_RUN_TAG, ReexecutionOptions
 from orchestrator.storage.base import RunRecord, RunsFilter, RunStatus
-from orchestrator.views import event_json, group_json, lease_json, run_json, step_json
+from orchestrator.views.groups import is_placeholder, summarize_run
+from orchestrator.views.payloads import event_json, group_json, lease_json, run_json, step_json
+from orchestrator.views.steps import StepStatus
 from orchestrator.web.errors import ApiError
 from orchestrator.web.launch import CheckRequest, launch
 from orchestrator.web.state import WebState

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrator.coordinator import launch_run
 from orchestrator.definitions.job import JobDefinition
 from orchestrator.definitions.reconstruct import ReconstructableJob
-from orchestrator.execution.api import prepare_run
+from orchestrator.runs.api import prepare_run
 from orchestrator.web.config_schema import run_config_schema, scaffold
 from orchestrator.web.errors import ApiError
 from orchestrator.web.state import CatalogJob, UnknownJob, WebState

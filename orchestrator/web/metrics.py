@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from orchestrator.cli.run_view import step_summaries
+from orchestrator.views.steps import step_summaries
 from orchestrator.web.state import WebState
 
 log = logging.getLogger("orchestrator.web")

@@ -11,9 +11,9 @@ from typing import Any
 
 from orchestrator.concurrency.redis import RedisLimiter
 from orchestrator.definitions.job import JobDefinition
+from orchestrator.definitions.loading import jobs_in_module
 from orchestrator.definitions.reconstruct import CodeLocation, JobPointer
 from orchestrator.distributed.workers import ProcessRegistry, WorkerRegistry
-from orchestrator.loading import jobs_in_module
 from orchestrator.settings import Settings
 from orchestrator.storage.redis import RedisInstance
 

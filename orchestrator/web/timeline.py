@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.execution.events import Event, EventType
+from orchestrator.events import Event, EventType
 from orchestrator.execution.loop import ATTEMPT_LOST, LAUNCHED, WAITING_FOR_SLOT
 
 _RUN_END = frozenset({"RUN_SUCCESS", "RUN_FAILURE", "RUN_CANCELED"})

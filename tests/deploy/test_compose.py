@@ -20,7 +20,7 @@ import pytest
 
 from orchestrator import RunStatus
 from orchestrator.concurrency.redis import RedisLimiter
-from orchestrator.execution.events import Event
+from orchestrator.events import Event
 from orchestrator.storage.redis import RedisInstance
 from tests.deploy.compose import CODE, OPT_IN, REPO, Compose, engine_problem
 from tests.waiting import wait_finished, wait_until

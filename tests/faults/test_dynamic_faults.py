@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator import RunStatus, reconstructable
 from orchestrator.coordinator import launch_run
-from orchestrator.execution.events import Event
+from orchestrator.events import Event
 from orchestrator.execution.loop import ATTEMPT_LOST, LAUNCHED, MAPPING_RESOLVED
 from orchestrator.storage.redis import RedisInstance
 from tests.faults import dynamic_jobs, marks

@@ -8,29 +8,33 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.definitions.executor_config import (
+    InProcessConfig,
+    MultiOrInProcessConfig,
+    RetriesConfig,
+)
+from orchestrator.definitions.io_managers import InputContext, OutputContext, mem_io_manager
 from orchestrator.definitions.job import JobDefinition
 from orchestrator.definitions.loggers import InitLoggerContext
 from orchestrator.definitions.op import normalize_tags
 from orchestrator.definitions.resources import ResourceDefinition, as_resource_definitions
 from orchestrator.errors import InvalidInputError, RunFailedError
 from orchestrator.execution.context import RunContext
-from orchestrator.execution.driver import drive_run, fail_run
 from orchestrator.execution.loop import ExecutionLoop
+from orchestrator.execution.reexecution import PARENT_RUN_TAG, ROOT_RUN_TAG, reexecution_arguments
 from orchestrator.execution.resource_scope import ResourceScope
 from orchestrator.execution.result import ExecuteInProcessResult
+from orchestrator.execution.testing import invoke_op
 from orchestrator.executors.base import Executor
-from orchestrator.executors.config import InProcessConfig, MultiOrInProcessConfig, RetriesConfig
+from orchestrator.executors.registry import build_executor
 from orchestrator.plan.build import ParentRun, build_plan
 from orchestrator.plan.run_config import ResolvedConfig
 from orchestrator.plan.steps import ExecutionPlan
+from orchestrator.runs.driver import drive_run, fail_run
 from orchestrator.storage.base import Instance, RunRecord, RunStatus
-from orchestrator.storage.io_managers import InputContext, OutputContext, mem_io_manager
 
 if TYPE_CHECKING:
     from orchestrator.distributed.ownership import RunOwnership
-
-PARENT_RUN_TAG = "parent_run_id"
-ROOT_RUN_TAG = "root_run_id"
 
 
 @dataclass
@@ -317,7 +321,6 @@ def execute_job(
 
     if reexecution_options is not None and instance is None:
         raise InvalidInputError("re-execution needs the instance that stores the parent run")
-    from orchestrator.execution.reexecution import reexecution_arguments
 
     job, run_config, op_selection, partition_key, tags, parent = reexecution_arguments(
         instance,  # type: ignore[arg-type]
@@ -344,7 +347,7 @@ def execute_job(
         parent=parent,
     )
     try:
-        executor = job_def.executor_def.build(prepared.resolved.executor_config)
+        executor = build_executor(job_def.executor_def, prepared.resolved.executor_config)
     except Exception as exc:
         fail_run(instance, prepared.record.run_id, exc)
         raise
@@ -398,3 +401,14 @@ def validate_run_config(job_def: JobDefinition, run_config: Any = None) -> dict[
     if resolved.job_inputs:
         out["inputs"] = dict(resolved.job_inputs)
     return out
+
+
+class DefinitionsEngine:
+    """The engine behind the Dagster-style entry points on definitions (the port
+    ``orchestrator.definitions.engine``; ``orchestrator/__init__.py`` installs it)."""
+
+    def execute_in_process(self, job: JobDefinition, **kwargs: Any) -> ExecuteInProcessResult:
+        return execute_in_process(job, **kwargs)
+
+    def invoke_op(self, op_def: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return invoke_op(op_def, args, kwargs)

@@ -1,4 +1,9 @@
-"""Builds the Celery app from settings; no module-level app that import order could break."""
+"""Builds the Celery app from settings; no module-level app that import order could break.
+
+Both sides use it: executors send step tasks by name (``STEP_TASK``), and workers run them. The
+task functions themselves live in ``workers.tasks``, which the app names in Celery's ``include``
+setting: a worker imports it when it starts; the orchestrator package never does.
+"""
 
 from __future__ import annotations
 
@@ -50,7 +55,8 @@ def create_app(
         settings: deployment settings (default: from the environment).
         broker: broker URL (default: ``ORCHESTRATOR_BROKER_URL``, else the Redis URL).
         backend: result backend (results are not used; events travel in Redis streams).
-        include: extra task modules to import in workers.
+        include: extra task modules to import in workers (``workers.tasks``, the step and
+            ping tasks, always).
         config_source: Celery settings applied last (override anything above).
     """
     settings = settings or get_settings()
@@ -82,7 +88,4 @@ def create_app(
     )
     if config_source:
         app.conf.update(dict(config_source))
-    from workers.tasks import register_tasks
-
-    register_tasks(app)
     return app

@@ -16,10 +16,10 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from orchestrator.cli.run_view import StepStatus, StepSummary, step_summaries
-from orchestrator.execution.events import Event, EventType
+from orchestrator.events import Event, EventType
 from orchestrator.execution.loop import MAPPING_RESOLVED
 from orchestrator.plan.dynamic import UNRESOLVED, expected_step_keys, output_id, split_step_key
+from orchestrator.views.steps import StepStatus, StepSummary, step_summaries
 
 # How a group counts its steps, in the order they are shown.
 COUNT_ORDER: tuple[StepStatus, ...] = (

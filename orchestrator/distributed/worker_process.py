@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.definitions.reconstruct import CodeLocation
+from orchestrator.distributed.step_worker import LOCATIONS_ENV
 from orchestrator.settings import get_settings
-from workers.tasks import LOCATIONS_ENV
 
 log = logging.getLogger("orchestrator.worker")
 
@@ -35,10 +35,10 @@ def start_worker(
     from celery import signals
 
     from orchestrator.distributed.attempts import AttemptRegistry
+    from orchestrator.distributed.celery_app import STEP_TASK, create_app
     from orchestrator.distributed.workers import WorkerRegistry
     from orchestrator.redis_client import connect
     from orchestrator.redis_keys import RedisKeys
-    from workers.app import STEP_TASK, create_app
 
     os.environ[LOCATIONS_ENV] = json.dumps([loc.to_dict() for loc in locations])
     for location in locations:

@@ -13,12 +13,12 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.cli.run_view import StepSummary, describe_pointer
-from orchestrator.cli.step_groups import StepGroup, group_counts, mapped_handle
 from orchestrator.concurrency.redis import BucketState, LeaseInfo, LimitState
-from orchestrator.execution.events import ErrorInfo, Event, EventType
+from orchestrator.events import ErrorInfo, Event, EventType
 from orchestrator.execution.loop import ATTEMPT_LOST, NO_CONSUMER, RESENT, WAITING_FOR_SLOT
 from orchestrator.storage.base import RunRecord
+from orchestrator.views.groups import StepGroup, group_counts, mapped_handle
+from orchestrator.views.steps import StepSummary, describe_pointer
 
 # Levels of events that are not log lines (a LOG_MESSAGE carries its own, in data.level).
 _ERROR_TYPES = frozenset({EventType.STEP_FAILURE, EventType.RUN_FAILURE, EventType.HOOK_ERRORED})
@@ -82,7 +82,7 @@ def step_json(step: StepSummary) -> dict[str, Any]:
 
 
 def group_json(group: StepGroup) -> dict[str, Any]:
-    """The steps of one mapped op, counted (see :class:`~orchestrator.cli.step_groups.StepGroup`).
+    """The steps of one mapped op, counted (see :class:`~orchestrator.views.groups.StepGroup`).
 
     Keys: ``group`` (the op handle, as the ``group`` of its steps), ``label``
     (``"process[*]"``), ``depth`` (mappings it is under), ``state`` (its most active

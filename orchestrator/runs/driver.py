@@ -19,8 +19,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from orchestrator.concurrency.limits import ChainedArbiter, SlotArbiter
+from orchestrator.events import ErrorInfo, Event, EventType, make_event
 from orchestrator.execution.context import RunContext
-from orchestrator.execution.events import ErrorInfo, Event, EventType, make_event
 from orchestrator.execution.loop import CANCEL_REQUESTED, SLOT_GRANTED, ExecutionLoop
 from orchestrator.executors.base import Executor
 from orchestrator.storage.base import Instance, RunStatus
@@ -127,7 +127,7 @@ class RunDriver:
     run's inbox was poked; the deadline the last :meth:`advance` returned has passed); once
     :attr:`finished` or :attr:`abandoned`, :meth:`end`. If anything raises, :meth:`fail`.
     :func:`drive_run` does this in a loop for one run; a coordinator's run scheduler
-    (``orchestrator.distributed.scheduler``) does it for many runs in one thread.
+    (``orchestrator.runs.scheduler``) does it for many runs in one thread.
 
     Args: as :func:`drive_run`, and ``on_poke``: called (from any thread) when the run's inbox
     gets something, instead of waking a thread blocked on it.

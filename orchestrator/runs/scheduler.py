@@ -4,7 +4,7 @@ event stream (Celery).
 Such a run never needs a thread of its own: everything that moves it arrives in its inbox
 (the stream pump hands it the workers' events, slot grants and cancel requests) or is due at a
 known time (a retry delay, a periodic check for lost steps). The scheduler keeps each run's
-:class:`~orchestrator.execution.driver.RunDriver`; a poked inbox puts the run on the ready
+:class:`~orchestrator.runs.driver.RunDriver`; a poked inbox puts the run on the ready
 queue, a deadline puts it on a timer heap, and one thread advances, pass after pass, every run
 that is ready or due. What a pass writes without needing an answer goes out together at its
 end (``orchestrator.storage.batch``). A thousand runs in flight cost a thousand small objects,
@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.execution.driver import RunDriver
 from orchestrator.execution.loop import ExecutionLoop
+from orchestrator.runs.driver import RunDriver
 
 log = logging.getLogger("orchestrator.scheduler")
 

@@ -9,6 +9,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from orchestrator.errors import StepError
+from orchestrator.metadata import (
+    AssetKey,
+    AssetMaterialization,
+    AssetObservation,
+    ExpectationResult,
+    MetadataValue,
+    metadata_from_json,
+    metadata_to_json,
+)
+
 
 class EventType(StrEnum):
     """Event types; values are Dagster's names verbatim (plus LOG_MESSAGE for log lines)."""
@@ -191,8 +202,6 @@ class Event:
         """What Dagster code reads off an event, by its type: ``.metadata`` of an output,
         ``.error`` and ``.user_failure_data`` of a failure, ``.materialization``,
         ``.asset_observation``, ``.expectation_result``; None for other events."""
-        from orchestrator.execution.event_data import specific_data
-
         return specific_data(self)
 
     @property
@@ -247,3 +256,183 @@ def make_event(
         message=message,
         data={k: v for k, v in data.items() if v is not None},
     )
+
+
+def step_failure(
+    run_id: str,
+    step_key: str,
+    attempt: int | None,
+    message: str,
+    *,
+    error: ErrorInfo | BaseException | str,
+    timestamp: float | None = None,
+    **data: Any,
+) -> Event:
+    """A STEP_FAILURE the framework writes for a step whose own code could not report one: its
+    process died, its worker was lost, it could not start, it was canceled.
+
+    Args:
+        message: the event's message (what happened, said for a person).
+        error: the error it carries: an ``ErrorInfo``, an exception (its traceback is kept), or
+            the class name of a synthetic error (the message is then its message, with no
+            traceback).
+        data: more event data (e.g. ``exit_code``).
+    """
+    if isinstance(error, str):
+        info = ErrorInfo(cls_name=error, message=message, stack="")
+    elif isinstance(error, BaseException):
+        info = ErrorInfo.from_exception(error)
+    else:
+        info = error
+    return make_event(
+        EventType.STEP_FAILURE,
+        run_id,
+        message,
+        step_key=step_key,
+        timestamp=timestamp,
+        attempt=attempt,
+        error=info.to_dict(),
+        **data,
+    )
+
+
+# -- attempt ids -------------------------------------------------------------------------------
+# One attempt of one step: ``<run id>:<step key>:<attempt number>``. Deterministic, so a rebuilt
+# loop names attempts as the original did; it is also the Celery task id and the concurrency
+# lease id of the attempt. Step keys may hold ':' (never run ids), so parsing splits at the first
+# and the last one.
+
+
+def attempt_id_for(run_id: str, step_key: str, attempt: int) -> str:
+    """The id of attempt ``attempt`` of ``step_key`` in ``run_id``."""
+    return f"{run_id}:{step_key}:{attempt}"
+
+
+def parse_attempt_id(attempt_id: str) -> tuple[str, str, int]:
+    """``(run id, step key, attempt)`` of an attempt id.
+
+    Raises:
+        ValueError: ``attempt_id`` is not of the form ``<run id>:<step key>:<attempt>``.
+    """
+    run_id, _, rest = attempt_id.partition(":")
+    step_key, _, attempt = rest.rpartition(":")
+    if not run_id or not step_key or not attempt.isdigit():
+        raise ValueError(f"not an attempt id (<run id>:<step key>:<attempt>): {attempt_id!r}")
+    return run_id, step_key, int(attempt)
+
+
+# -- what ops log, and the typed views Dagster code reads off an event ----------------------
+
+
+def metadata_fields(metadata: Any) -> dict[str, Any]:
+    """Event data for a metadata mapping: ``metadata`` (plain JSON values) and, for entries
+    given as ``MetadataValue``, ``metadata_kinds``."""
+    values, kinds = metadata_to_json(metadata)
+    return {"metadata": values or None, "metadata_kinds": kinds or None}
+
+
+def logged_event(run_id: str, step_key: str | None, attempt: int | None, item: Any) -> Event:
+    """The event of something an op logs with ``context.log_event`` (or yields)."""
+    if isinstance(item, AssetMaterialization):
+        observed = isinstance(item, AssetObservation)
+        kind = EventType.ASSET_OBSERVATION if observed else EventType.ASSET_MATERIALIZATION
+        verb = "Observed" if observed else "Materialized"
+        return make_event(
+            kind,
+            run_id,
+            f"{verb} asset {item.label!r}" + (f": {item.description}" if item.description else ""),
+            step_key=step_key,
+            attempt=attempt,
+            asset_key=list(item.asset_key.path),
+            description=item.description,
+            partition=item.partition,
+            **metadata_fields(item.metadata),
+        )
+    if isinstance(item, ExpectationResult):
+        outcome = "passed" if item.success else "failed"
+        return make_event(
+            EventType.STEP_EXPECTATION_RESULT,
+            run_id,
+            f"Expectation {item.label or ''!r} {outcome}"
+            + (f": {item.description}" if item.description else ""),
+            step_key=step_key,
+            attempt=attempt,
+            success=item.success,
+            label=item.label,
+            description=item.description,
+            **metadata_fields(item.metadata),
+        )
+    raise StepError(
+        f"cannot log {item!r}: log_event takes AssetMaterialization, AssetObservation or "
+        "ExpectationResult"
+    )
+
+
+@dataclass(frozen=True)
+class StepOutputData:
+    output_name: str
+    metadata: dict[str, MetadataValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UserFailureData:
+    description: str | None
+    metadata: dict[str, MetadataValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepFailureData:
+    error: ErrorInfo | None
+    user_failure_data: UserFailureData | None
+
+
+@dataclass(frozen=True)
+class StepMaterializationData:
+    materialization: AssetMaterialization
+
+
+@dataclass(frozen=True)
+class AssetObservationData:
+    asset_observation: AssetObservation
+
+
+@dataclass(frozen=True)
+class StepExpectationResultData:
+    expectation_result: ExpectationResult
+
+
+def _metadata(event: Event) -> dict[str, MetadataValue]:
+    return metadata_from_json(event.data.get("metadata"), event.data.get("metadata_kinds"))
+
+
+def specific_data(event: Event) -> Any:
+    kind, data = event.event_type_value, event.data
+    if kind == EventType.STEP_OUTPUT.value:
+        return StepOutputData(data.get("output_name", "result"), _metadata(event))
+    if kind == EventType.STEP_FAILURE.value:
+        user = None
+        if data.get("user_failure"):
+            user = UserFailureData(data.get("description"), _metadata(event))
+        return StepFailureData(event.error, user)
+    if kind in (EventType.ASSET_MATERIALIZATION.value, EventType.ASSET_OBSERVATION.value):
+        observed = kind == EventType.ASSET_OBSERVATION.value
+        cls = AssetObservation if observed else AssetMaterialization
+        asset = cls(
+            AssetKey(data["asset_key"]),
+            data.get("description"),
+            _metadata(event),
+            data.get("partition"),
+        )
+        if observed:
+            return AssetObservationData(asset)  # type: ignore[arg-type]
+        return StepMaterializationData(asset)
+    if kind == EventType.STEP_EXPECTATION_RESULT.value:
+        return StepExpectationResultData(
+            ExpectationResult(
+                bool(data.get("success")),
+                data.get("label"),
+                data.get("description"),
+                _metadata(event),
+            )
+        )
+    return None
