@@ -14,8 +14,10 @@ stale holder whose lease expired can never free or extend a newer holder's slot.
 replication is asynchronous: after a failover, recently granted leases may be lost; a protected
 system that must reject stale holders can compare tokens.
 
-:class:`RedisLimiter` is the limiter itself (any number of runs); the slot arbiter of one run
-that the execution loop asks is ``orchestrator.concurrency.redis_arbiter.RedisArbiter``.
+:class:`RedisLimiter` is the limiter itself (any number of runs), the real backend of
+:class:`~orchestrator.concurrency.limiter.Limiter` (its in-memory twin for tests is
+``concurrency/memory.py``); the slot arbiter of one run that the execution loop asks is
+``orchestrator.concurrency.redis_arbiter.RedisArbiter``.
 """
 
 from __future__ import annotations
@@ -23,44 +25,46 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from orchestrator import lua
-from orchestrator.concurrency.config import APPLY_PER_UNIQUE, TagConcurrencyLimit
-from orchestrator.errors import InvalidInputError
+from orchestrator.concurrency.config import TagConcurrencyLimit
+from orchestrator.concurrency.limiter import (
+    GONE,
+    NOT_OWNER,
+    PRIORITY_BOUND,
+    RENEWED,
+    SLOT_GRANTED,
+    BucketState,
+    LeaseInfo,
+    Limiter,
+    LimitState,
+    buckets_of,
+    check_settable,
+    clamp_priority,
+    group_by_limit,
+    limit_spec,
+    spec_for,
+)
 from orchestrator.redis_keys import RedisKeys
 
-PRIORITY_BOUND = 4095  # ranks are -priority * 2^40 + arrival; exact in a double up to 2^52
-
-# renew() outcomes from renew.lua
-RENEWED = 1
-GONE = 0  # expired, freed, released, or the token differs (a stale holder)
-NOT_OWNER = 2  # the token matches but another process renews it now (a worker confirmed it)
-
-SLOT_GRANTED = "slot_granted"  # ENGINE_EVENT data kind written by the scripts
+__all__ = [  # the shared names stay importable from here
+    "GONE",
+    "NOT_OWNER",
+    "PRIORITY_BOUND",
+    "RENEWED",
+    "SLOT_GRANTED",
+    "BucketState",
+    "LeaseInfo",
+    "LimitState",
+    "RedisLimiter",
+    "limit_spec",
+    "spec_for",
+]
 
 _SCRIPTS = ("acquire", "release", "renew", "confirm", "free", "sweep", "snapshot")
-
-
-def limit_spec(limit: TagConcurrencyLimit) -> str:
-    """The name a limit is stored under: ``key``, ``key=value`` or ``key=*`` (per unique
-    value)."""
-    if limit.per_unique_value:
-        return f"{limit.key}=*"
-    if isinstance(limit.value, str):
-        return f"{limit.key}={limit.value}"
-    return limit.key
-
-
-def spec_for(key: str, value: str | Mapping[str, bool] | None = None) -> str:
-    """The spec of the limit on ``key`` with ``value`` (None: key-wide; a string: that value;
-    ``{"applyLimitPerUniqueValue": true}``: per unique value)."""
-    if isinstance(value, Mapping):
-        return f"{key}=*" if value.get(APPLY_PER_UNIQUE) else key
-    return key if value is None else f"{key}={value}"
 
 
 def _load_script(client: redis.Redis, name: str) -> Any:
@@ -72,89 +76,7 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else []
 
 
-@dataclass(frozen=True)
-class LeaseInfo:
-    """One lease, holding slots or waiting for them.
-
-    Attributes:
-        lease_id: the step attempt id.
-        run_id, step_key, attempt: the step attempt.
-        worker: who renews the lease (``coordinator:<id>`` or ``worker:<host>/<pid>``).
-        state: ``held`` or ``waiting``.
-        buckets: the buckets it holds or waits for.
-        priority: the step's priority.
-        token: fencing token of the grant (0 while waiting).
-        queued: when it asked (seconds since the epoch, Redis time).
-        since: when it was granted (while waiting: when it asked).
-        expires: when it lapses unless renewed.
-    """
-
-    lease_id: str
-    run_id: str
-    step_key: str
-    attempt: int
-    worker: str
-    state: str
-    buckets: tuple[str, ...]
-    priority: int
-    token: int
-    queued: float
-    since: float
-    expires: float
-
-    @classmethod
-    def from_fields(cls, lease_id: str, fields: Mapping[str, str]) -> LeaseInfo:
-        return cls(
-            lease_id=lease_id,
-            run_id=fields.get("run_id", ""),
-            step_key=fields.get("step_key", ""),
-            attempt=int(fields.get("attempt") or 0),
-            worker=fields.get("worker", ""),
-            state=fields.get("state", ""),
-            buckets=tuple(json.loads(fields.get("buckets") or "[]") or ()),
-            priority=int(fields.get("priority") or 0),
-            token=int(fields.get("token") or 0),
-            queued=int(fields.get("queued") or 0) / 1000,
-            since=int(fields.get("since") or 0) / 1000,
-            expires=int(fields.get("expiry") or 0) / 1000,
-        )
-
-
-@dataclass(frozen=True)
-class BucketState:
-    """One counter of a limit (``database``, ``database=redshift``, ``database=*redshift``).
-
-    Attributes:
-        bucket: its name.
-        limit: its limit (None: no definition covers it any more).
-        holders: live holders, oldest grant first.
-        waiters: live waiters, next in line first.
-    """
-
-    bucket: str
-    limit: int | None
-    holders: tuple[LeaseInfo, ...]
-    waiters: tuple[LeaseInfo, ...]
-
-
-@dataclass(frozen=True)
-class LimitState:
-    """A limit definition and its buckets, as ``orchestrator concurrency list`` shows them.
-
-    Attributes:
-        spec: ``key``, ``key=value`` or ``key=*``.
-        limit: the definition (None for buckets whose definition was deleted while they still
-            had holders or waiters; their spec is then the bucket name).
-        buckets: for key-wide and key=value limits, the one bucket; per unique value, one per
-            value in use.
-    """
-
-    spec: str
-    limit: TagConcurrencyLimit | None
-    buckets: tuple[BucketState, ...]
-
-
-class RedisLimiter:
+class RedisLimiter(Limiter):
     """Cross-run tag concurrency limits held in Redis (see the module docstring).
 
     Args:
@@ -173,11 +95,9 @@ class RedisLimiter:
         lease_ttl: float = 30.0,
         limits_ttl: float = 2.0,
     ):
-        if lease_ttl <= 0:
-            raise InvalidInputError(f"lease_ttl must be positive, got {lease_ttl}")
+        super().__init__(lease_ttl)
         self.client = client
         self.keys = keys or RedisKeys()
-        self.lease_ttl = lease_ttl
         self.limits_ttl = limits_ttl
         self._scripts = {name: _load_script(client, name) for name in _SCRIPTS}
         self._fixed_keys = [
@@ -206,12 +126,6 @@ class RedisLimiter:
             client=client or self.client,
         )
 
-    def _ttl_ms(self, ttl: float | None) -> int:
-        seconds = self.lease_ttl if ttl is None else ttl
-        if seconds <= 0:
-            raise InvalidInputError(f"lease time must be positive, got {seconds}")
-        return max(1, round(seconds * 1000))
-
     # -- limit definitions ----------------------------------------------------------------
 
     def set_limit(self, limit: TagConcurrencyLimit) -> None:
@@ -221,11 +135,7 @@ class RedisLimiter:
             InvalidInputError: ``value`` is the string ``"*"`` (that name is the per-unique
                 form's).
         """
-        if limit.value == "*":
-            raise InvalidInputError(
-                f"a limit on {limit.key}=* is spelled with "
-                f'value {{"{APPLY_PER_UNIQUE}": true}} (per unique value)'
-            )
+        check_settable(limit)
         self.client.hset(
             self.keys.limit_defs, limit_spec(limit), json.dumps(limit.model_dump(mode="json"))
         )
@@ -257,12 +167,7 @@ class RedisLimiter:
     def buckets_for(self, tags: Mapping[str, str]) -> list[tuple[str, int]]:
         """The buckets a step with ``tags`` takes a slot of, with their limits, from the
         definitions cached for ``limits_ttl`` seconds."""
-        out: dict[str, int] = {}
-        for lim in self._limits():
-            bucket = lim.bucket_for(tags)
-            if bucket is not None and bucket not in out:
-                out[bucket] = lim.limit
-        return list(out.items())
+        return buckets_of(self._limits(), tags)
 
     # -- leases ---------------------------------------------------------------------------
 
@@ -284,7 +189,7 @@ class RedisLimiter:
         grant arrives later as a ``slot_granted`` engine event on the run's event stream.
         """
         buckets = [b for b, _ in self.buckets_for(tags)]
-        prio = max(-PRIORITY_BOUND, min(PRIORITY_BOUND, int(priority)))
+        prio = clamp_priority(priority)
         reply = self._run(
             "acquire",
             lease_id,
@@ -306,19 +211,6 @@ class RedisLimiter:
     def queue_release(self, pipe: Any, lease_id: str, token: int) -> None:
         """Queue :meth:`release` on ``pipe`` (one reply: 1 released, 0 gone or stale)."""
         self._run("release", lease_id, int(token), client=pipe)
-
-    def renew(
-        self,
-        lease_id: str,
-        token: int,
-        worker: str = "",
-        ttl: float | None = None,
-        owner: str = "",
-    ) -> bool:
-        """Extend the lease to now + ``ttl`` (default ``lease_ttl``) if ``token`` matches and
-        it has not expired; a waiting lease renews with token 0. ``worker`` (if given)
-        becomes the renewer; with ``owner``, renew only while ``owner`` is the renewer."""
-        return self.renew_many([(lease_id, token)], worker, ttl, owner)[0] == RENEWED
 
     def renew_many(
         self,
@@ -428,24 +320,4 @@ class RedisLimiter:
             flat[i]: TagConcurrencyLimit.model_validate(json.loads(flat[i + 1]))
             for i in range(0, len(flat), 2)
         }
-        grouped: dict[str, list[BucketState]] = {spec: [] for spec in defs}
-        orphans: list[BucketState] = []
-        for state in self._bucket_states(view):
-            if state.bucket in defs:
-                grouped[state.bucket].append(state)
-                continue
-            head, sep, _ = state.bucket.partition("=*")
-            spec = head + "=*"
-            if sep and spec in defs and defs[spec].per_unique_value:
-                grouped[spec].append(state)
-            else:
-                orphans.append(state)
-        out = []
-        for spec in sorted(defs):
-            lim = defs[spec]
-            found = grouped[spec]
-            if not lim.per_unique_value and not found:
-                found = [BucketState(spec, lim.limit, (), ())]
-            out.append(LimitState(spec, lim, tuple(found)))
-        out.extend(LimitState(o.bucket, None, (o,)) for o in orphans)
-        return out
+        return group_by_limit(defs, self._bucket_states(view))

@@ -7,8 +7,9 @@ import socket
 import threading
 from collections.abc import Callable
 
+from orchestrator.concurrency.limiter import GONE, NOT_OWNER, RENEWED
 from orchestrator.concurrency.limits import SlotArbiter, SlotRequest
-from orchestrator.concurrency.redis import GONE, NOT_OWNER, RENEWED, RedisLimiter
+from orchestrator.concurrency.redis import RedisLimiter
 from orchestrator.events import parse_attempt_id
 
 
