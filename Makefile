@@ -10,6 +10,7 @@ lint:
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(dir $(PY))lint-imports
 
 format:
 	$(PY) -m ruff format .

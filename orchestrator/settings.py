@@ -12,45 +12,83 @@ from orchestrator.embedded import resolve_redis_url
 
 
 class Settings(BaseSettings):
-    """Deployment settings. Every field reads ``ORCHESTRATOR_<FIELD>`` from the environment.
-
-    Attributes:
-        home: local state (embedded server data, filesystem IO manager storage).
-        redis_url: shared Redis; empty means "start or reuse the embedded Valkey server".
-        key_prefix: prefix of every Redis key, so deployments and tests can share a server.
-        storage_url: where the filesystem IO manager keeps outputs (a path or fsspec URL);
-            empty means ``<home>/storage``.
-        code_locations: what ``worker start``, ``coordinator start`` and ``ui`` serve when
-            given no ``-f``/``-m``: comma-separated entries, each a Python file (ending in
-            ``.py``, relative to the working directory) or a module name.
-        api_token: the token the web UI and HTTP API ask for (empty: none, loopback only).
-    """
+    """Deployment settings. Every field reads ``ORCHESTRATOR_<FIELD>`` from the environment;
+    each field's description is what ``docs/reference/settings.md`` shows."""
 
     model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore")
 
-    home: Path = Field(default_factory=lambda: Path.home() / ".orchestrator")
-    redis_url: str = ""
-    key_prefix: str = "orchestrator"
-    storage_url: str = ""
-    code_locations: str = ""
-    # Celery: broker defaults to the Redis URL; queues are declared with this max priority.
-    broker_url: str = ""
-    result_backend: str = ""  # Celery results are not used by steps; set for `ping` round trips
-    max_priority: int = 9
-    # Liveness: a step attempt (and its concurrency slots) is held under a lease renewed every
-    # heartbeat_interval; an attempt whose lease lapses is lost and started again.
-    lease_seconds: float = 30.0
-    heartbeat_interval: float = 5.0
-    max_lost_attempts: int = 3
-    # Redis broker only: unacknowledged messages of a dead worker come back after this long.
-    visibility_timeout: float = 3600.0
-    # A step queued this long on a queue no live worker consumes is reported.
-    no_consumer_delay: float = 60.0
-    # Run coordinator: runs driven at once by one coordinator process.
-    max_concurrent_runs: int = 200
-    # Web UI and HTTP API (`orchestrator ui`): when set, every endpoint but /api/health asks
-    # for this token (Authorization: Bearer ..., or the UI's login cookie).
-    api_token: str = ""
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".orchestrator",
+        description="Local state: the embedded server's data, and the filesystem IO manager's "
+        "outputs unless storage_url says otherwise.",
+    )
+    redis_url: str = Field(
+        default="",
+        description="The shared Redis (redis://, rediss:// or unix://); empty starts or reuses "
+        "the embedded Valkey server under home.",
+    )
+    key_prefix: str = Field(
+        default="orchestrator",
+        description="Prefix of every Redis key, so deployments and tests can share a server.",
+    )
+    storage_url: str = Field(
+        default="",
+        description="Where the filesystem IO manager keeps outputs (a path or fsspec URL); "
+        "empty means <home>/storage.",
+    )
+    code_locations: str = Field(
+        default="",
+        description="What worker start, coordinator start and ui serve when given no -f/-m: "
+        "comma-separated Python files (ending in .py) or module names.",
+    )
+    broker_url: str = Field(
+        default="",
+        description="The Celery broker (redis:// or amqp://); empty uses the Redis URL.",
+    )
+    result_backend: str = Field(
+        default="",
+        description="A Celery result backend. Steps never use results (their events travel "
+        "in Redis streams); set it only for ping round trips.",
+    )
+    max_priority: int = Field(
+        default=9,
+        description="Highest broker priority level: queues are declared with it "
+        "(x-max-priority on RabbitMQ; sub-queues per level on Redis).",
+    )
+    lease_seconds: float = Field(
+        default=30.0,
+        description="Lease of a running step attempt and of its concurrency slots; an attempt "
+        "whose lease lapses (its worker or coordinator died) is lost and started again.",
+    )
+    heartbeat_interval: float = Field(
+        default=5.0,
+        description="How often workers and coordinators renew the leases they hold.",
+    )
+    max_lost_attempts: int = Field(
+        default=3,
+        description="Lost attempts (worker or process died) after which a step fails instead "
+        "of starting again.",
+    )
+    visibility_timeout: float = Field(
+        default=3600.0,
+        description="Redis broker only: seconds after which unacknowledged messages of a dead "
+        "worker come back.",
+    )
+    no_consumer_delay: float = Field(
+        default=60.0,
+        description="Seconds a step may wait on a queue no live worker consumes before it is "
+        "reported.",
+    )
+    max_concurrent_runs: int = Field(
+        default=200,
+        description="Runs one coordinator process drives at once.",
+    )
+    api_token: str = Field(
+        default="",
+        description="When set, every web UI page and HTTP API endpoint but /api/health asks for "
+        "this token (Authorization: Bearer, or the UI's login cookie); when empty, the server "
+        "binds to loopback only unless told otherwise.",
+    )
 
     @property
     def storage_dir(self) -> str:

@@ -32,7 +32,13 @@ DEFAULT_LOCATION = "examples/distributed.py"
     show_default=True,
     help="Steps the local worker runs at once.",
 )
-@click.option("-Q", "--queues", default="orchestrator", show_default=True)
+@click.option(
+    "-Q",
+    "--queues",
+    default="orchestrator",
+    show_default=True,
+    help="Comma-separated queues the local worker consumes.",
+)
 @click.option("--ui-port", default=3000, show_default=True, help="Port of the web UI (0: none).")
 def dev(
     files: tuple[str, ...],

@@ -90,7 +90,12 @@ def worker() -> None:
     default=None,
     help="Steps run at once (pool processes); default: CPU count.",
 )
-@click.option("--loglevel", default="INFO", show_default=True)
+@click.option(
+    "--loglevel",
+    default="INFO",
+    show_default=True,
+    help="Celery log level (DEBUG, INFO, WARNING...).",
+)
 @click.option("-n", "--name", default=None, help="Worker name (default: generated).")
 @click.option("--quiet", is_flag=True, help="No start-up banner.")
 def start(
