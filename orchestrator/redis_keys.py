@@ -95,9 +95,15 @@ class RedisKeys:
         """The index of the runs of job ``job_name``."""
         return f"{self.prefix}:runs:job:{job_name}"
 
+    def runs_by_tag(self, key: str, value: str) -> str:
+        """The index of the runs tagged ``key=value`` (the key's length first: keys and
+        values may hold ``=`` or ``:``)."""
+        return f"{self.prefix}:runs:tag:{len(key)}:{key}={value}"
+
     @property
     def runs_indexed(self) -> str:
-        """Version of the run indexes: "1" once every stored run is in them."""
+        """Version of the run indexes: "2" once every stored run is in them (the tag
+        indexes came with version 2)."""
         return f"{self.prefix}:runs:indexed"
 
     @property

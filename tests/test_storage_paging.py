@@ -13,7 +13,7 @@ import pytest
 from orchestrator.errors import InvalidInputError
 from orchestrator.events import EventType, make_event
 from orchestrator.storage.base import Instance, RunRecord, RunsFilter, RunsPage, RunStatus
-from orchestrator.storage.redis import RedisInstance
+from orchestrator.storage.redis import INDEX_VERSION, RedisInstance
 from tests.test_storage_contract import BACKENDS, BOUND, make_run
 
 REDIS_BACKENDS = sorted(name for name in BACKENDS if name != "memory")
@@ -290,7 +290,11 @@ def test_status_counts_match_the_runs(population: Instance) -> None:
 
 def index_keys(instance: RedisInstance) -> list[str]:
     """Every key of the run indexes in the instance's store (and their version key)."""
-    patterns = [instance.keys.runs_by_status("*"), instance.keys.runs_by_job("*")]
+    patterns = [
+        instance.keys.runs_by_status("*"),
+        instance.keys.runs_by_job("*"),
+        f"{instance.keys.prefix}:runs:tag:*",
+    ]
     found = [str(k) for pattern in patterns for k in instance.client.scan_iter(match=pattern)]
     return [*found, instance.keys.runs_indexed]
 
@@ -308,12 +312,21 @@ def assert_indexes_exact(instance: RedisInstance) -> None:
             instance.keys.runs_by_job(job_name), 0, -1, withscores=True
         )
         assert dict(members) == {r.run_id: r.created_at for r in runs if r.job_name == job_name}
+    tagged = {instance.keys.runs_by_tag(k, v): (k, v) for r in runs for k, v in r.tags.items()}
+    stored = {str(k) for k in instance.client.scan_iter(match=f"{instance.keys.prefix}:runs:tag:*")}
+    assert stored == set(tagged)  # an index per tag of a stored run, and no other
+    for index, (key, value) in tagged.items():
+        members = dict(instance.client.zrange(index, 0, -1, withscores=True))
+        assert members == {r.run_id: r.created_at for r in runs if r.tags.get(key) == value}
 
 
 def test_every_write_path_keeps_the_indexes_exact(redis_instance: RedisInstance) -> None:
     inst = redis_instance
     for i in range(6):
-        inst.create_run(make_run(f"r{i}", "job_a" if i % 2 else "job_b", created_at=10.0 + i))
+        tags = {"team": "a" if i % 3 else "b", "k=x:y": "v=1"}  # '=' and ':' in tags too
+        inst.create_run(
+            make_run(f"r{i}", "job_a" if i % 2 else "job_b", created_at=10.0 + i, tags=tags)
+        )
     assert_indexes_exact(inst)
     inst.store_event(make_event(EventType.RUN_START, "r0"))
     inst.store_events(
@@ -324,6 +337,7 @@ def test_every_write_path_keeps_the_indexes_exact(redis_instance: RedisInstance)
     inst.store_event(make_event(EventType.RUN_START, "r2"))  # after CANCELING: no move
     inst.update_run("r3", status=RunStatus.FAILURE)
     inst.update_run("r4", extra={"k": 1})
+    inst.update_run("r4", tags={"team": "c", "new": "1"})  # a tag changed, one added
     assert_indexes_exact(inst)
     inst.delete_run("r0")
     inst.delete_run("r3")
@@ -332,7 +346,7 @@ def test_every_write_path_keeps_the_indexes_exact(redis_instance: RedisInstance)
 
 def test_launched_runs_are_indexed(redis_instance: RedisInstance) -> None:
     # Given a run launched for the coordinators (launch.lua)
-    record = make_run("launched", "job_l")
+    record = make_run("launched", "job_l", tags={"team": "l"})
     enqueued = make_event(EventType.RUN_ENQUEUED, "launched")
     stored = redis_instance.create_launched_run(record, '{"steps": []}', enqueued, priority=0)
 
@@ -385,7 +399,7 @@ def test_a_new_instance_backfills_on_first_listing(redis_instance: RedisInstance
     fresh = RedisInstance(inst.client, inst.keys.prefix)
     assert all_pages(fresh, RunsFilter(statuses=[RunStatus.SUCCESS]), limit=5) == pages
     assert fresh.count_runs_by_status() == status_counts
-    assert inst.client.get(inst.keys.runs_indexed) == "1"
+    assert inst.client.get(inst.keys.runs_indexed) == INDEX_VERSION
 
 
 def test_an_indexed_filter_reads_about_one_page(
@@ -394,9 +408,12 @@ def test_an_indexed_filter_reads_about_one_page(
     # Given many finished runs of one job and a few queued runs of another, older
     inst = redis_instance
     for i in range(5):
-        inst.create_run(make_run(f"q{i}", "rare", created_at=100.0 + i))
+        inst.create_run(make_run(f"q{i}", "rare", created_at=100.0 + i, tags={"batch": "old"}))
     for i in range(400):
-        inst.create_run(make_run(f"s{i:03d}", "common", RunStatus.SUCCESS, created_at=1000.0 + i))
+        tags = {"batch": "new", "team": "t"}
+        inst.create_run(
+            make_run(f"s{i:03d}", "common", RunStatus.SUCCESS, created_at=1000.0 + i, tags=tags)
+        )
     inst.ensure_run_indexes()  # once per store (it reads every run)
     loaded: list[int] = []
     load_many = inst._load_many
@@ -407,18 +424,23 @@ def test_an_indexed_filter_reads_about_one_page(
 
     monkeypatch.setattr(inst, "_load_many", counting)
 
-    # When a page of queued runs, of the rare job, or of the newest runs is read, Then it
-    # reads the page and one more run (to know whether a next page exists); with a condition
-    # its index does not serve (the status, here), at most the job's runs
+    # When a page of queued runs, of the rare job, of a rare tag, or of the newest runs is
+    # read, Then it reads the page and one more run (to know whether a next page exists);
+    # with conditions, at most the runs of the smallest condition's index
     for filters, most in [
         (RunsFilter(statuses=[RunStatus.QUEUED]), 4),
         (RunsFilter(job_name="rare"), 4),
+        (RunsFilter(tags={"batch": "old"}), 4),
         (None, 4),
         (RunsFilter(job_name="rare", statuses=[RunStatus.QUEUED, RunStatus.SUCCESS]), 5),
+        # no run matches both: the rare tag's index (5 runs) is walked, not the common ones
+        (RunsFilter(tags={"batch": "old", "team": "t"}, job_name="common"), 5),
+        (RunsFilter(tags={"team": "t", "batch": "old"}), 5),
     ]:
+        matches = [r for r in inst.get_runs() if filters is None or filters.matches(r)]
         loaded.clear()
         page = inst.runs_page(filters, limit=3)
-        assert len(page.records) == 3 and page.cursor is not None
+        assert page.records == matches[:3] and (page.cursor is not None) == (len(matches) > 3)
         assert sum(loaded) <= most, filters
 
 

@@ -52,6 +52,9 @@ from orchestrator.storage.batch import current_batch
 PLAN_TTL_SECONDS = 7 * 24 * 3600  # plans outlive their runs' re-execution window
 FEED_LENGTH = 10_000  # entries the runs feed keeps (about; readers further behind resync)
 INDEX_BATCH = 200  # runs added to the indexes per transaction by ensure_run_indexes
+# Version of the run indexes (``<p>:runs:indexed``): "2" added the tag indexes, so a store
+# indexed by an older release gets them on first use.
+INDEX_VERSION = "2"
 
 
 def _dump(record: RunRecord) -> str:
@@ -150,7 +153,8 @@ class RedisInstance(Instance):
     def create_run(self, record: RunRecord) -> RunRecord:
         record = normalized_record(record, self._clock())
         script = lua.script(self.client, "orchestrator.storage", "create", lib="_create")
-        if script(keys=self._create_keys(record), args=_create_args(record)) is None:
+        keys = [*self._create_keys(record), *self._tag_indexes(record.tags)]
+        if script(keys=keys, args=_create_args(record)) is None:
             raise InvalidInputError(f"a run with id {record.run_id!r} already exists")
         return record
 
@@ -167,6 +171,10 @@ class RedisInstance(Instance):
             keys.runs_feed,
             keys.run_children(record.parent_run_id or record.run_id),
         ]
+
+    def _tag_indexes(self, tags: Mapping[str, str]) -> list[str]:
+        """The index keys of the runs with each of ``tags``."""
+        return [self.keys.runs_by_tag(key, value) for key, value in sorted(tags.items())]
 
     def get_run(self, run_id: str) -> RunRecord | None:
         return self._load_many([run_id])[0]
@@ -225,6 +233,14 @@ class RedisInstance(Instance):
                     pipe.multi()
                     pipe.set(key, _dump(record))
                     pipe.hset(state_key, mapping=_state_of(record))
+                    for index in set(self._tag_indexes(old.tags)) - set(
+                        self._tag_indexes(record.tags)
+                    ):
+                        pipe.zrem(index, run_id)
+                    for index in set(self._tag_indexes(record.tags)) - set(
+                        self._tag_indexes(old.tags)
+                    ):
+                        pipe.zadd(index, {run_id: record.created_at})
                     if record.status != old.status:
                         pipe.zrem(self.keys.runs_by_status(old.status.value), run_id)
                         pipe.zadd(
@@ -272,6 +288,8 @@ class RedisInstance(Instance):
         if text:
             data = json.loads(str(text))
             pipe.zrem(self.keys.runs_by_job(data["job_name"]), run_id)
+            for index in self._tag_indexes(data.get("tags") or {}):
+                pipe.zrem(index, run_id)
             if data.get("parent_run_id"):
                 pipe.zrem(self.keys.run_children(data["parent_run_id"]), run_id)
         pipe.execute()
@@ -302,6 +320,7 @@ class RedisInstance(Instance):
                 keys.run_plan(run_id),
                 keys.run_queue,
                 keys.run_wakeup,
+                *self._tag_indexes(record.tags),
             ],
             args=[
                 *_create_args(record),
@@ -368,7 +387,11 @@ class RedisInstance(Instance):
 
     def _page_sources(self, filters: RunsFilter) -> tuple[list[str], bool]:
         """The indexes to walk for ``filters`` (their union; none: nothing matches), and
-        whether every run in them matches (no condition left to check on the records)."""
+        whether every run in them matches (no condition left to check on the records).
+
+        Each condition has its index: the union of the wanted statuses' indexes, the job's,
+        and one per tag; the smallest serves the page, and the records it meets are checked
+        against the others."""
         statuses = (
             None if filters.statuses is None else [s for s in RunStatus if s in filters.statuses]
         )
@@ -376,18 +399,23 @@ class RedisInstance(Instance):
             return [], True
         if statuses is not None and len(statuses) == len(RunStatus):
             statuses = None  # every status: no condition
-        untagged = not filters.tags
-        status_keys = [self.keys.runs_by_status(s.value) for s in statuses or ()]
-        if filters.job_name is None:
-            return (status_keys or [self.keys.runs]), untagged
-        job_key = self.keys.runs_by_job(filters.job_name)
-        if not status_keys:
-            return [job_key], untagged
+        conditions: list[list[str]] = []
+        if statuses is not None:
+            conditions.append([self.keys.runs_by_status(s.value) for s in statuses])
+        if filters.job_name is not None:
+            conditions.append([self.keys.runs_by_job(filters.job_name)])
+        conditions += [[key] for key in self._tag_indexes(filters.tags or {})]
+        if not conditions:
+            return [self.keys.runs], True
+        if len(conditions) == 1:
+            return conditions[0], True
         pipe = self.client.pipeline(transaction=False)
-        for key in [job_key, *status_keys]:
-            pipe.zcard(key)
-        job_size, *status_sizes = pipe.execute()
-        return ([job_key] if job_size < sum(status_sizes) else status_keys), False
+        for keys in conditions:
+            for key in keys:
+                pipe.zcard(key)
+        sizes = iter(pipe.execute())
+        totals = [sum(next(sizes) for _ in keys) for keys in conditions]
+        return conditions[totals.index(min(totals))], False
 
     def _walk(
         self, keys: Sequence[str], after: PagePosition | None, chunk: int
@@ -439,17 +467,18 @@ class RedisInstance(Instance):
     def ensure_run_indexes(self) -> int:
         """Add the runs stored before the run indexes existed to them, once per store.
 
-        Guarded by ``<p>:runs:indexed`` ("1" once done): new writes index their runs, so the
-        indexes stay exact afterwards. Each batch of runs is indexed in a transaction that
-        watches the runs, so a run changed or deleted meanwhile is indexed as it now is.
+        Guarded by ``<p>:runs:indexed`` (``INDEX_VERSION`` once done): new writes index their
+        runs, so the indexes stay exact afterwards. Each batch of runs is indexed in a
+        transaction that watches the runs, so a run changed or deleted meanwhile is indexed as
+        it now is.
         Deleting ``<p>:runs:indexed`` makes the next call repair the indexes: each run is put
         in its own status's index only, and runs no longer stored leave the status indexes and
-        the indexes of the jobs of stored runs.
+        the job and tag indexes of stored runs.
 
         Returns:
             How many runs were indexed; 0 when the indexes were complete already.
         """
-        if self.client.get(self.keys.runs_indexed) == "1":
+        if self.client.get(self.keys.runs_indexed) == INDEX_VERSION:
             return 0
         entries = _scored(self.client.zrange(self.keys.runs, 0, -1, withscores=True))
         records: list[RunRecord] = []
@@ -457,10 +486,15 @@ class RedisInstance(Instance):
             records += self._index_runs(entries[start : start + INDEX_BATCH])
         pipe = self.client.pipeline(transaction=False)
         jobs = {record.job_name for record in records}
-        for index in [*self._status_indexes(), *map(self.keys.runs_by_job, sorted(jobs))]:
+        tagged = {index for record in records for index in self._tag_indexes(record.tags)}
+        for index in [
+            *self._status_indexes(),
+            *map(self.keys.runs_by_job, sorted(jobs)),
+            *sorted(tagged),
+        ]:
             # Keep the members that are runs (in <p>:runs), with their own scores.
             pipe.zinterstore(index, {index: 1, self.keys.runs: 0})
-        pipe.set(self.keys.runs_indexed, "1")
+        pipe.set(self.keys.runs_indexed, INDEX_VERSION)
         pipe.execute()
         return len(records)
 
@@ -484,6 +518,8 @@ class RedisInstance(Instance):
                                 pipe.zrem(index, run_id)
                         pipe.zadd(self.keys.runs_by_status(record.status.value), {run_id: score})
                         pipe.zadd(self.keys.runs_by_job(record.job_name), {run_id: score})
+                        for index in self._tag_indexes(record.tags):
+                            pipe.zadd(index, {run_id: score})
                     pipe.execute()
                     return [record for record in records if record is not None]
                 except redis.WatchError:

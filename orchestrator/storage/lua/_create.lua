@@ -11,13 +11,16 @@
 -- KEYS[7]  runs feed        <p>:runs:feed               (stream: r = run id, s = status)
 -- KEYS[8]  parent's children <p>:run:<parent>:children  (zset: run id -> created_at; only
 --                                                        written when ARGV[4] names a parent)
+-- KEYS[first_tag..#KEYS]   tag indexes <p>:runs:tag:<len>:<key>=<value> (zset: run id ->
+--                          created_at), one per tag of the run, after the calling script's
+--                          own keys (store_run is given where they start)
 -- ARGV[1]  record JSON      ARGV[2] run id              ARGV[3] created_at (seconds, as text)
 -- ARGV[4]  parent run id ("" for none)                  ARGV[5] the record's status
 -- The record and its index entries appear together: a status event stored meanwhile finds
 -- either no run or an indexed one (status_event.lua moves it between status indexes).
 
 -- Store the run; returns its creation sequence number, or false when the id is taken.
-local function store_run()
+local function store_run(first_tag)
   if redis.call('SET', KEYS[1], ARGV[1], 'NX') == false then
     return false
   end
@@ -28,6 +31,9 @@ local function store_run()
   redis.call('ZADD', KEYS[6], ARGV[3], ARGV[2])
   if ARGV[4] ~= '' then
     redis.call('ZADD', KEYS[8], ARGV[3], ARGV[2])
+  end
+  for i = first_tag, #KEYS do
+    redis.call('ZADD', KEYS[i], ARGV[3], ARGV[2])
   end
   redis.call('XADD', KEYS[7], 'MAXLEN', '~', '10000', '*', 'r', ARGV[2], 's', ARGV[5])
   return seq

@@ -9,11 +9,12 @@
 -- KEYS[11] run plan link    <p>:run:<run_id>:plan     (string: the digest)
 -- KEYS[12] run queue        <p>:runqueue              (zset: run id -> rank, lowest first)
 -- KEYS[13] wake-ups         <p>:runqueue:wakeup       (list coordinators block on)
+-- KEYS[14..] the run's tag indexes (see _create.lua)
 -- ARGV[6]  RUN_ENQUEUED event JSON                    ARGV[7] plan JSON
 -- ARGV[8]  digest           ARGV[9] seconds the plan is kept
 -- ARGV[10] run priority (integer, higher first)
 -- Returns the run's queue rank, or false when a run with this id exists already.
-local seq = store_run()
+local seq = store_run(14)
 if not seq then
   return false
 end
