@@ -350,6 +350,7 @@ def test_concurrency_endpoints_and_wait_reason(web_stack: WebStack, tmp_path: Pa
         metrics = http.get("/metrics").text
         assert 'orchestrator_concurrency_slots_held{limit="web_test_db=main"} 1.0' in metrics
         assert 'orchestrator_concurrency_waiters{limit="web_test_db=main"} 1.0' in metrics
+        assert "orchestrator_steps_waiting_for_slot 1.0" in metrics
         release.write_text("go")
         assert finished(http, holder)["run"]["status"] == "SUCCESS"
         assert finished(http, waiter)["run"]["status"] == "SUCCESS"
@@ -373,6 +374,12 @@ def test_workers_and_celery_runs(web_stack: WebStack) -> None:
         queue = next(q for q in view["queues"] if q["name"] == "orchestrator")
         assert worker["id"] in queue["consumers"] and queue["no_consumer"] is False
         assert view["coordinators"]
+        metrics = http.get("/metrics").text
+        assert f"orchestrator_workers_live {float(len(view['workers']))}" in metrics
+        assert (
+            f'orchestrator_queue_depth{{queue="orchestrator"}} {float(queue["depth"])}' in metrics
+        )
+        assert f"orchestrator_steps_running {float(view['running'])}" in metrics
         run_id = launch(http, "on_celery")
         detail = finished(http, run_id)
         assert detail["run"]["status"] == "SUCCESS"
