@@ -233,14 +233,13 @@ class RedisInstance(Instance):
                     pipe.multi()
                     pipe.set(key, _dump(record))
                     pipe.hset(state_key, mapping=_state_of(record))
-                    for index in set(self._tag_indexes(old.tags)) - set(
-                        self._tag_indexes(record.tags)
-                    ):
-                        pipe.zrem(index, run_id)
-                    for index in set(self._tag_indexes(record.tags)) - set(
-                        self._tag_indexes(old.tags)
-                    ):
-                        pipe.zadd(index, {run_id: record.created_at})
+                    if record.tags != old.tags:
+                        was = set(self._tag_indexes(old.tags))
+                        now = set(self._tag_indexes(record.tags))
+                        for index in was - now:
+                            pipe.zrem(index, run_id)
+                        for index in now - was:
+                            pipe.zadd(index, {run_id: record.created_at})
                     if record.status != old.status:
                         pipe.zrem(self.keys.runs_by_status(old.status.value), run_id)
                         pipe.zadd(
